@@ -1,0 +1,27 @@
+"""Generator teachers (paper Sec. 3.1): a frozen generator whose pooled block outputs the
+student distils, and the loaders that bring one in from a file or a Python factory."""
+
+from solo_sqsp.teachers.adapter import (
+    DEFAULT_FEATURES,
+    MAPPING_FEATURE,
+    FeatureInfo,
+    FeatureSelectionError,
+    GeneratorTeacher,
+    TeacherSample,
+)
+from solo_sqsp.teachers.errors import TeacherFileError, UnsafePickleError
+from solo_sqsp.teachers.loading import build_teacher, detect_kind, load_generator
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "MAPPING_FEATURE",
+    "FeatureInfo",
+    "FeatureSelectionError",
+    "GeneratorTeacher",
+    "TeacherFileError",
+    "TeacherSample",
+    "UnsafePickleError",
+    "build_teacher",
+    "detect_kind",
+    "load_generator",
+]
