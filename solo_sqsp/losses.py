@@ -1,0 +1,173 @@
+"""VICReg terms and the Squeeze-and-Span losses (paper Sec. 4.1 Eqs. 9-11, Sec. 4.2 Eq. 12).
+
+- invariance: mean squared error between two representations;
+- variance (Eq. 9): mean over dims of ``relu(1 - sqrt(Var(z_j) + 1e-4))``, per tensor;
+- covariance (Eq. 10): sum of squared off-diagonal covariance entries / D, per tensor.
+
+The variance and covariance terms are taken over the batch gathered from all DDP ranks (with
+gradients), the invariance term over the local batch, exactly as solo-learn's
+``vicreg_loss_func``, so numbers are comparable with solo-learn's VICReg and do not change with
+the number of GPUs.
+"""
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from solo_sqsp.distributed import gather
+
+VARIANCE_EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the invariance, variance and covariance terms (paper: 25 / 25 / 1).
+
+    A zero weight removes the term: it is not computed at all (Table 5 rows c and d).
+    """
+
+    sim: float = 25.0
+    var: float = 25.0
+    cov: float = 1.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Loss weight {field.name} must be finite and >= 0, got {value}.")
+        if self.sim == self.var == self.cov == 0:
+            raise ValueError("All loss weights are 0: set at least one of sim, var, cov above 0.")
+
+
+@dataclass
+class LossTerms:
+    """A loss value plus its unweighted terms by name, in the order they were computed.
+
+    Names are ``"<part>/<term>"``, e.g. ``"syn/sim"``, ``"syn/var"``, ``"real/cov"``.
+    """
+
+    total: Tensor
+    terms: dict[str, Tensor]
+
+    def first_nonfinite(self) -> str | None:
+        """Name of the first non-finite term; ``"total"`` if only the weighted sum overflowed."""
+        if torch.isfinite(self.total).all():
+            return None
+        for name, value in self.terms.items():
+            if not torch.isfinite(value).all():
+                return name
+        return "total"
+
+    def log_dict(self) -> dict[str, Tensor]:
+        """Detached ``{"loss": total, **terms}`` for a logger."""
+        return {"loss": self.total.detach(), **{k: v.detach() for k, v in self.terms.items()}}
+
+
+def _check_batch(z: Tensor, term: str) -> None:
+    if z.dim() != 2:
+        raise ValueError(f"{term} needs an (N, D) batch of representations, got {tuple(z.shape)}.")
+    if z.shape[0] < 2:
+        raise ValueError(
+            f"{term} is a batch statistic and needs at least 2 samples, got {z.shape[0]}: "
+            f"increase the batch size."
+        )
+
+
+def invariance_loss(a: Tensor, b: Tensor) -> Tensor:
+    """Mean squared error between two ``(N, D)`` batches of representations."""
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(
+            f"invariance_loss needs two (N, D) tensors of the same shape, got {tuple(a.shape)} "
+            f"and {tuple(b.shape)}."
+        )
+    return F.mse_loss(a, b)
+
+
+def variance_loss(z: Tensor) -> Tensor:
+    """Eq. 9: mean over dims of ``relu(1 - std_j)``, ``std_j = sqrt(Var(z_j) + 1e-4)``."""
+    _check_batch(z, "variance_loss")
+    std = torch.sqrt(z.var(dim=0) + VARIANCE_EPS)
+    return F.relu(1 - std).mean()
+
+
+def covariance_loss(z: Tensor) -> Tensor:
+    """Eq. 10: sum of squared off-diagonal entries of the covariance of ``z``, divided by D."""
+    _check_batch(z, "covariance_loss")
+    n, d = z.shape
+    centered = z - z.mean(dim=0)
+    cov = (centered.T @ centered) / (n - 1)
+    return cov.fill_diagonal_(0).pow(2).sum() / d
+
+
+def _regularized_loss(
+    sim_pair: tuple[Tensor, Tensor],
+    regularized: dict[str, list[Tensor]],
+    weights: LossWeights,
+    prefix: str,
+) -> LossTerms:
+    """``w_sim * MSE(pair)`` (local batch) plus, for every group of ``regularized``, the summed
+    ``w_var * v(t) + w_cov * c(t)`` of its tensors, each gathered over all ranks first."""
+    weighted: list[tuple[str, float, Tensor]] = []
+    if weights.sim > 0:
+        weighted.append((f"{prefix}/sim", weights.sim, invariance_loss(*sim_pair)))
+    if weights.var > 0 or weights.cov > 0:
+        gathered = {suffix: [gather(t) for t in group] for suffix, group in regularized.items()}
+        for kind, weight, term in (
+            ("var", weights.var, variance_loss),
+            ("cov", weights.cov, covariance_loss),
+        ):
+            if weight > 0:
+                for suffix, group in gathered.items():
+                    value = torch.stack([term(t) for t in group]).sum()
+                    weighted.append((f"{prefix}/{kind}{suffix}", weight, value))
+    total = torch.stack([weight * value for _, weight, value in weighted]).sum()
+    return LossTerms(total=total, terms={name: value for name, _, value in weighted})
+
+
+def squeeze_loss(
+    h: Tensor,
+    z: Tensor,
+    weights: LossWeights,
+    regularize_teacher: bool = False,
+) -> LossTerms:
+    """Squeeze loss (Eq. 11): ``w_sim*MSE(h, z) + w_var*v(z) + w_cov*c(z)``.
+
+    ``h``: squeezed teacher representation; ``z``: student projector output, same shape. The
+    reference code regularises the student only; ``regularize_teacher`` adds ``v(h)`` and ``c(h)``
+    as the terms ``syn/var_teacher`` and ``syn/cov_teacher``.
+    """
+    regularized = {"": [z], "_teacher": [h]} if regularize_teacher else {"": [z]}
+    return _regularized_loss((h, z), regularized, weights, prefix="syn")
+
+
+def vicreg_loss(z1: Tensor, z2: Tensor, weights: LossWeights) -> LossTerms:
+    """VICReg (Eq. 12): ``w_sim*MSE(z1, z2) + w_var*(v(z1) + v(z2)) + w_cov*(c(z1) + c(z2))``.
+
+    Same value and gradients as solo-learn's ``vicreg_loss_func``.
+    """
+    return _regularized_loss((z1, z2), {"": [z1, z2]}, weights, prefix="real")
+
+
+def sqsp_total(l_syn: LossTerms, l_real: LossTerms | None, syn_ratio: float) -> LossTerms:
+    """Squeeze-and-Span loss ``a * L_syn + (1 - a) * L_real``, ``a = syn_ratio`` (Sec. 4.2).
+
+    ``syn_ratio = 1`` is "Squeeze" only: ``l_real`` is ignored and may be None. The terms of both
+    parts are kept, plus each part's total as ``syn/total`` and ``real/total``.
+    """
+    if not 0 < syn_ratio <= 1:
+        raise ValueError(
+            f"syn_ratio is the synthetic share of the batch and must be in (0, 1], got "
+            f"{syn_ratio}; for real data only, train the vicreg method instead."
+        )
+    terms = {**l_syn.terms, "syn/total": l_syn.total}
+    if syn_ratio == 1:
+        return LossTerms(total=l_syn.total, terms=terms)
+    if l_real is None:
+        raise ValueError(
+            f"syn_ratio={syn_ratio} < 1 mixes in real data, but no real-data loss was given."
+        )
+    terms.update({**l_real.terms, "real/total": l_real.total})
+    return LossTerms(total=syn_ratio * l_syn.total + (1 - syn_ratio) * l_real.total, terms=terms)
