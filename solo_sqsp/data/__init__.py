@@ -1,0 +1,34 @@
+"""Real data for pretraining and evaluation: dataset registry, checks, augmentations, loaders.
+
+``active_backend()`` says whether solo-learn's own data pieces are in use ("solo-learn") or this
+package's torchvision equivalents ("builtin"); the API is the same either way.
+"""
+
+from solo_sqsp.data.backend import active_backend
+from solo_sqsp.data.datasets import (
+    DATASETS,
+    DatasetBuilder,
+    IndexedDataset,
+    Normalization,
+    register_dataset,
+)
+from solo_sqsp.data.errors import DataConfigError
+from solo_sqsp.data.loaders import make_classification_dataloaders, make_pretrain_dataloader
+from solo_sqsp.data.transforms import make_classification_transforms, make_pretrain_transform
+from solo_sqsp.data.validation import has_validation_split, validate_data_cfg
+
+__all__ = [
+    "DATASETS",
+    "DataConfigError",
+    "DatasetBuilder",
+    "IndexedDataset",
+    "Normalization",
+    "active_backend",
+    "has_validation_split",
+    "make_classification_dataloaders",
+    "make_classification_transforms",
+    "make_pretrain_dataloader",
+    "make_pretrain_transform",
+    "register_dataset",
+    "validate_data_cfg",
+]
