@@ -1,0 +1,321 @@
+"""The built-in base method: solo-learn's ``BaseMethod`` interface on Lightning + torchvision alone.
+
+Used when solo-learn is not importable (see ``solo_sqsp.methods.base``). Same config schema, same
+method names and semantics, only what this project's methods need: ResNet backbones, the online
+linear classifier on detached features, SGD/LARS/Adam/AdamW, ``warmup_cosine``/``step``/``none``
+schedules, and online weighted k-NN evaluation.
+
+Batches: training ``[indexes, [X_1, ..., X_n], targets]`` (``n = num_large_crops +
+num_small_crops``, one tensor allowed for ``n = 1``); validation ``(X, targets)``. Targets of -1
+(unlabelled) are ignored by the classifier loss and the k-NN bank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import omegaconf
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from solo_sqsp.backbones import BACKBONES, build_backbone, uses_cifar_stem
+from solo_sqsp.config import require, set_default
+from solo_sqsp.knn import WeightedKNNClassifier
+from solo_sqsp.lars import LARS
+from solo_sqsp.lr_schedule import SCHEDULERS, build_lr_scheduler
+
+PARSE_HINT = "solo_sqsp.config.parse_cfg sets it from data.dataset and augmentations"
+
+
+def accuracy_at_k(logits: Tensor, targets: Tensor, top_k: Sequence[int]) -> list[Tensor]:
+    """Percent of rows whose target is among the ``k`` largest logits, for each ``k``."""
+    with torch.no_grad():
+        top = logits.topk(max(top_k), dim=1).indices
+        hits = top == targets[:, None]
+        return [hits[:, :k].any(dim=1).float().mean() * 100.0 for k in top_k]
+
+
+def split_weight_decay(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each group split in two: >= 2-D parameters keep the group's settings, biases and norm
+    weights (<= 1-D) go to ``<name>_no_decay`` with ``weight_decay = 0``."""
+    out = []
+    for group in groups:
+        params = list(group["params"])
+        settings = {key: value for key, value in group.items() if key != "params"}
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        if decay:
+            out.append({**settings, "params": decay})
+        if no_decay:
+            name = settings.get("name")
+            renamed = {"name": f"{name}_no_decay"} if name else {}
+            out.append({**settings, **renamed, "params": no_decay, "weight_decay": 0.0})
+    return out
+
+
+class BaseMethod(pl.LightningModule):
+    """Backbone + online classifier, optimisers, schedules and online k-NN, as solo-learn's.
+
+    Subclasses override ``add_and_assert_specific_cfg`` (calling the parent's), extend
+    ``learnable_params`` and ``forward``, and call ``super().training_step`` to get per-crop
+    outputs (lists) plus the online classifier's ``loss``.
+    """
+
+    OPTIMIZERS: ClassVar[dict[str, type[torch.optim.Optimizer]]] = {
+        "sgd": torch.optim.SGD,
+        "lars": LARS,
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+    }
+
+    def __init__(self, cfg: omegaconf.DictConfig) -> None:
+        super().__init__()
+        cfg = self.add_and_assert_specific_cfg(cfg)
+        self.cfg = cfg
+
+        self.backbone_name: str = cfg.backbone.name
+        self.backbone_args: dict[str, Any] = OmegaConf.to_container(cfg.backbone.kwargs)
+        self.backbone, self.features_dim = build_backbone(
+            self.backbone_name, cifar_stem=cfg.backbone.cifar_stem, **self.backbone_args
+        )
+        self.num_classes: int = cfg.data.num_classes
+        self.classifier = nn.Linear(self.features_dim, self.num_classes)
+
+        self.max_epochs: int = cfg.max_epochs
+        self.accumulate_grad_batches: int = cfg.accumulate_grad_batches
+
+        self.optimizer: str = cfg.optimizer.name
+        self.batch_size: int = cfg.optimizer.batch_size
+        self.weight_decay: float = cfg.optimizer.weight_decay
+        self.extra_optimizer_args: dict[str, Any] = OmegaConf.to_container(cfg.optimizer.kwargs)
+        self.exclude_bias_n_norm_wd: bool = cfg.optimizer.exclude_bias_n_norm_wd
+
+        self.scheduler: str = cfg.scheduler.name
+        self.lr_decay_steps: list[int] | None = cfg.scheduler.lr_decay_steps
+        self.warmup_epochs: float = cfg.scheduler.warmup_epochs
+        self.scheduler_interval: str = cfg.scheduler.interval
+
+        # Gradient accumulation takes larger effective steps: rates scale with it (solo-learn).
+        scale = cfg.accumulate_grad_batches
+        self.lr: float = cfg.optimizer.lr * scale
+        self.classifier_lr: float = cfg.optimizer.classifier_lr * scale
+        self.min_lr: float = cfg.scheduler.min_lr * scale
+        self.warmup_start_lr: float = cfg.scheduler.warmup_start_lr * scale
+
+        self.num_large_crops: int = cfg.data.num_large_crops
+        self.num_small_crops: int = cfg.data.num_small_crops
+        self.num_crops: int = self.num_large_crops + self.num_small_crops
+        self.multicrop: bool = self.num_small_crops != 0
+
+        self.knn_eval: bool = cfg.knn_eval.enabled
+        self.knn_k: int = cfg.knn_eval.k
+        if self.knn_eval:
+            self.knn = WeightedKNNClassifier(k=self.knn_k, distance_fx=cfg.knn_eval.distance_func)
+
+        self.no_channel_last: bool = cfg.performance.disable_channel_last
+        self.validation_step_outputs: list[dict[str, Any]] = []
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """Defaults and checks of the base keys (solo-learn's values); idempotent."""
+        name = require(cfg, "backbone.name", f"one of {sorted(BACKBONES)}")
+        if name not in BACKBONES:
+            raise ValueError(f"backbone.name={name!r}: choose one of {sorted(BACKBONES)}")
+        set_default(cfg, "backbone.kwargs", {})
+        OmegaConf.update(cfg, "backbone.cifar_stem", uses_cifar_stem(cfg), force_add=True)
+
+        require(cfg, "data.dataset")
+        for key in ("data.num_classes", "data.num_large_crops", "data.num_small_crops"):
+            require(cfg, key, PARSE_HINT)
+        require(cfg, "max_epochs")
+
+        optimizer = require(cfg, "optimizer.name", f"one of {sorted(BaseMethod.OPTIMIZERS)}")
+        if optimizer not in BaseMethod.OPTIMIZERS:
+            raise ValueError(
+                f"optimizer.name={optimizer!r}: choose one of {sorted(BaseMethod.OPTIMIZERS)}"
+            )
+        for key in ("batch_size", "lr", "weight_decay", "classifier_lr"):
+            require(cfg, f"optimizer.{key}")
+        set_default(cfg, "optimizer.exclude_bias_n_norm_wd", False)
+        set_default(cfg, "optimizer.kwargs", {})
+        set_default(cfg, "accumulate_grad_batches", 1)
+
+        scheduler = require(cfg, "scheduler.name", f"one of {SCHEDULERS}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler.name={scheduler!r}: choose one of {SCHEDULERS}")
+        set_default(cfg, "scheduler.lr_decay_steps", None)
+        set_default(cfg, "scheduler.min_lr", 0.0)
+        set_default(cfg, "scheduler.warmup_start_lr", 3e-5)
+        set_default(cfg, "scheduler.warmup_epochs", 10)
+        interval = set_default(cfg, "scheduler.interval", "step")
+        if interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler.interval={interval!r}: choose 'step' or 'epoch'")
+
+        set_default(cfg, "knn_eval.enabled", False)
+        set_default(cfg, "knn_eval.k", 20)
+        set_default(cfg, "knn_eval.distance_func", "euclidean")
+        set_default(cfg, "performance.disable_channel_last", False)
+        set_default(cfg, "method_kwargs", {})
+        return cfg
+
+    @property
+    def learnable_params(self) -> list[dict[str, Any]]:
+        """Parameter groups (dicts with ``name`` and ``params``; optional ``lr``,
+        ``weight_decay``, ``static_lr``). The classifier trains at ``classifier_lr``, no decay."""
+        return [
+            {"name": "backbone", "params": self.backbone.parameters()},
+            {
+                "name": "classifier",
+                "params": self.classifier.parameters(),
+                "lr": self.classifier_lr,
+                "weight_decay": 0,
+            },
+        ]
+
+    def configure_optimizers(self) -> Any:
+        """The optimizer over ``learnable_params`` and its schedule (``solo_sqsp.lr_schedule``)."""
+        groups = self.learnable_params
+        if self.exclude_bias_n_norm_wd:
+            groups = split_weight_decay(groups)
+        static_groups = [i for i, group in enumerate(groups) if group.pop("static_lr", False)]
+        optimizer = self.OPTIMIZERS[self.optimizer](
+            groups, lr=self.lr, weight_decay=self.weight_decay, **self.extra_optimizer_args
+        )
+        if self.scheduler == "none":
+            return optimizer
+
+        # warmup_cosine counts optimizer steps or epochs (scheduler.interval); step always
+        # counts epochs in lr_decay_steps, as in solo-learn.
+        interval = self.scheduler_interval if self.scheduler == "warmup_cosine" else "epoch"
+        if interval == "step":
+            total = self.trainer.estimated_stepping_batches
+            warmup = self.warmup_epochs * total / self.max_epochs
+        else:
+            total, warmup = self.max_epochs, self.warmup_epochs
+        scheduler = build_lr_scheduler(
+            optimizer,
+            self.scheduler,
+            warmup_steps=warmup,
+            total_steps=total,
+            warmup_start_lr=self.warmup_start_lr,
+            min_lr=self.min_lr,
+            lr_decay_steps=self.lr_decay_steps,
+            static_groups=static_groups,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "frequency": 1},
+        }
+
+    def forward(self, X: Tensor) -> dict[str, Any]:
+        """``{"feats": backbone features, "logits": classifier on detached features}``;
+        subclasses add outputs to this dict."""
+        if not self.no_channel_last:
+            X = X.to(memory_format=torch.channels_last)
+        feats = self.backbone(X)
+        return {"logits": self.classifier(feats.detach()), "feats": feats}
+
+    def multicrop_forward(self, X: Tensor) -> dict[str, Any]:
+        """Small crops: ``{"feats": ...}`` only (no classifier)."""
+        if not self.no_channel_last:
+            X = X.to(memory_format=torch.channels_last)
+        return {"feats": self.backbone(X)}
+
+    def _base_shared_step(self, X: Tensor, targets: Tensor) -> dict[str, Any]:
+        """``forward`` plus the classifier's cross-entropy ``loss``, ``acc1`` and ``acc5``."""
+        out = self(X)
+        logits = out["logits"]
+        loss = F.cross_entropy(logits, targets, ignore_index=-1)
+        acc1, acc5 = accuracy_at_k(logits, targets, top_k=(1, min(5, logits.size(1))))
+        out.update({"loss": loss, "acc1": acc1, "acc5": acc5})
+        return out
+
+    def base_training_step(self, X: Tensor, targets: Tensor) -> dict[str, Any]:
+        """One large crop's training outputs; override to change how crops are forwarded."""
+        return self._base_shared_step(X, targets)
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
+        """Forward every crop; return outputs as lists over crops (large crops first) with
+        ``loss``/``acc1``/``acc5`` of the online classifier averaged over the large crops."""
+        _, X, targets = batch
+        X = [X] if isinstance(X, Tensor) else X
+        if len(X) != self.num_crops:
+            raise ValueError(
+                f"training batch has {len(X)} crops but the config asks for {self.num_crops} "
+                f"({self.num_large_crops} large + {self.num_small_crops} small): check "
+                "augmentations[*].num_crops against the data loader"
+            )
+        per_crop = [self.base_training_step(x, targets) for x in X[: self.num_large_crops]]
+        outs = {key: [out[key] for out in per_crop] for key in per_crop[0]}
+        if self.multicrop:
+            small = [self.multicrop_forward(x) for x in X[self.num_large_crops :]]
+            for key in small[0]:
+                outs[key] = outs.get(key, []) + [out[key] for out in small]
+
+        for key in ("loss", "acc1", "acc5"):
+            outs[key] = sum(outs[key]) / self.num_large_crops
+        self.log_dict(
+            {
+                "train_class_loss": outs["loss"],
+                "train_acc1": outs["acc1"],
+                "train_acc5": outs["acc5"],
+            },
+            on_epoch=True,
+            sync_dist=True,
+        )
+
+        if self.knn_eval:
+            repeated = targets.repeat(self.num_large_crops)
+            labelled = repeated != -1
+            feats = torch.cat(outs["feats"][: self.num_large_crops])
+            self.knn.update(
+                train_features=feats[labelled].detach(), train_targets=repeated[labelled]
+            )
+        return outs
+
+    def base_validation_step(self, X: Tensor, targets: Tensor) -> dict[str, Any]:
+        """Validation outputs of one batch; override to change the forward pass."""
+        return self._base_shared_step(X, targets)
+
+    def validation_step(
+        self,
+        batch: Sequence[Tensor],
+        batch_idx: int,
+        dataloader_idx: int | None = None,
+        update_validation_step_outputs: bool = True,
+    ) -> dict[str, Any]:
+        """Classifier loss/accuracies of a ``(X, targets)`` batch; test features to the k-NN."""
+        X, targets = batch
+        out = self.base_validation_step(X, targets)
+        if self.knn_eval and not self.trainer.sanity_checking:
+            self.knn.update(test_features=out["feats"].detach(), test_targets=targets.detach())
+        metrics = {
+            "batch_size": targets.size(0),
+            "val_loss": out["loss"],
+            "val_acc1": out["acc1"],
+            "val_acc5": out["acc5"],
+        }
+        if update_validation_step_outputs:
+            self.validation_step_outputs.append(metrics)
+        return metrics
+
+    def on_validation_epoch_end(self) -> None:
+        """Log batch-size-weighted means of the validation metrics and the k-NN accuracies,
+        then empty the k-NN banks for the next epoch."""
+        outputs = self.validation_step_outputs
+        if outputs:
+            total = sum(out["batch_size"] for out in outputs)
+            log = {
+                key: sum(out["batch_size"] * out[key] for out in outputs) / total
+                for key in ("val_loss", "val_acc1", "val_acc5")
+            }
+            if self.knn_eval and not self.trainer.sanity_checking:
+                log["val_knn_acc1"], log["val_knn_acc5"] = self.knn.compute()
+            self.log_dict(log, sync_dist=True)
+        if self.knn_eval:
+            self.knn.reset()
+        self.validation_step_outputs.clear()
