@@ -110,7 +110,8 @@ class WeightedKNNClassifier(Metric):
     @torch.no_grad()
     def compute(self) -> tuple[float, float]:
         """``(acc@1, acc@5)`` in percent of the test bank classified against the train bank."""
-        if not self.train_features or not self.test_features:
+        # Lists on one process; after a DDP sync torchmetrics has concatenated them to tensors.
+        if any(len(bank) == 0 for bank in (self.train_features, self.test_features)):
             return -1.0, -1.0
         train_features = dim_zero_cat(self.train_features).float()
         train_targets = dim_zero_cat(self.train_targets).long()

@@ -14,7 +14,11 @@ from solo_sqsp.data.datasets import (
 )
 from solo_sqsp.data.errors import DataConfigError
 from solo_sqsp.data.loaders import make_classification_dataloaders, make_pretrain_dataloader
-from solo_sqsp.data.transforms import make_classification_transforms, make_pretrain_transform
+from solo_sqsp.data.transforms import (
+    make_classification_transforms,
+    make_pretrain_transform,
+    pretrain_normalization,
+)
 from solo_sqsp.data.validation import has_validation_split, validate_data_cfg
 
 __all__ = [
@@ -29,6 +33,7 @@ __all__ = [
     "make_classification_transforms",
     "make_pretrain_dataloader",
     "make_pretrain_transform",
+    "pretrain_normalization",
     "register_dataset",
     "validate_data_cfg",
 ]

@@ -118,12 +118,18 @@ def check_augmentations(augmentations: object) -> None:
             )
 
 
-def _pipeline_normalization(builder: DatasetBuilder, pipeline: DictConfig) -> Normalization:
+def pipeline_normalization(builder: DatasetBuilder, pipeline: DictConfig) -> Normalization:
+    """The mean/std a pretraining view is normalised with: the dataset's, else the entry's."""
     if builder.pretrain_normalization is not None:
         return builder.pretrain_normalization
     mean = omegaconf_select(pipeline, "mean", IMAGENET_NORMALIZATION.mean)
     std = omegaconf_select(pipeline, "std", IMAGENET_NORMALIZATION.std)
     return Normalization(tuple(mean), tuple(std))
+
+
+def pretrain_normalization(cfg: DictConfig, pipeline: DictConfig) -> Normalization:
+    """The mean/std of ``pipeline``'s real views of ``cfg``'s dataset (synthetic views share it)."""
+    return pipeline_normalization(dataset_builder(cfg), pipeline)
 
 
 def view_pipeline(pipeline: DictConfig, normalization: Normalization) -> transforms.Compose:
@@ -186,7 +192,7 @@ def make_pretrain_transform(
     return MultiViewTransform(
         [
             (
-                view_pipeline(pipeline, _pipeline_normalization(builder, pipeline)),
+                view_pipeline(pipeline, pipeline_normalization(builder, pipeline)),
                 pipeline.num_crops,
             )
             for pipeline in augmentations
