@@ -1,0 +1,163 @@
+"""torchvision's ``RandomApply([ColorJitter(b, c, s, h)], p)`` with every sample drawing its own
+factors and its own order of the four ops.
+
+Brightness ``clamp(f x)``, contrast ``clamp(f x + (1 - f) mean(gray(x)))`` and saturation
+``clamp(f x + (1 - f) gray(x))`` are one "blend step" ``clamp(f x + a gray(x) + b mean(gray(x)))``
+with per-sample coefficients, so a batched step runs any of them per sample. Each sample runs
+its three blend ops as steps 0, 1, 2 and its hue rotation after ``before_hue`` of them. Two ways
+to run a batch, with the same result:
+
+- masked (any device, never synchronises): three "pre" steps where samples whose hue comes
+  later blend and the others idle (factor 1), one hue pass over the batch, three "post" steps;
+- grouped (CPU, where reading counts back is free): the batch sorted by when each sample's hue
+  comes (``jitter_groups``), so every step and the hue pass touch only the contiguous run of
+  samples that need them, and samples without jitter are skipped; half the blend work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from solo_sqsp.augment.color import adjust_hue, grayscale
+
+BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
+"""torchvision's ``ColorJitter`` op ids (``fn_idx``); permuted per sample here."""
+_BLEND_OPS = 3
+
+
+@dataclass(frozen=True)
+class JitterParams:
+    """Per-sample ``ColorJitter`` draws: factors ``(N,)`` (1, or hue 0, where jitter is not
+    applied), ``order`` ``(N, 4)``: each sample's permutation of the op ids, and ``applied``."""
+
+    brightness: Tensor
+    contrast: Tensor
+    saturation: Tensor
+    hue: Tensor
+    order: Tensor
+    applied: Tensor
+
+
+def sample_jitter_params(
+    num: int,
+    prob: float,
+    strengths: tuple[float, float, float, float],
+    rng: torch.Generator,
+    device: torch.device,
+) -> JitterParams:
+    """``RandomApply([ColorJitter(b, c, s, h)], p=prob)`` per sample: factors ``~ U[max(0, 1 -
+    b), 1 + b]`` (hue ``~ U[-h, h]``) and a uniformly random order of the four ops."""
+    draws = torch.rand(num, 5, generator=rng, device=device)
+    applied = draws[:, 4] < prob
+    factors = []
+    for op, strength in enumerate(strengths):
+        low, high = (-strength, strength) if op == HUE else (max(0.0, 1 - strength), 1 + strength)
+        neutral = 0.0 if op == HUE else 1.0
+        factors.append(torch.where(applied, low + (high - low) * draws[:, op], neutral))
+    order = torch.rand(num, 4, generator=rng, device=device).argsort(dim=1)
+    return JitterParams(*factors, order=order, applied=applied)
+
+
+@dataclass(frozen=True)
+class JitterPlan:
+    """Each sample's blend ops in running order, ``(N, 3)`` coefficients of the blend step
+    (``scale``: ``f``; ``to_gray``, ``to_mean``: ``1 - f`` for saturation / contrast, else 0),
+    its hue shift ``(N,)`` and how many blend ops run before it (``None``: no hue op)."""
+
+    scale: Tensor
+    to_gray: Tensor
+    to_mean: Tensor
+    hue: Tensor | None
+    before_hue: Tensor | None
+    applied: Tensor
+
+
+def jitter_plan(params: JitterParams, with_hue: bool) -> JitterPlan:
+    """The blend coefficients that replay ``params``. ``with_hue`` False: no hue op at all
+    (hue strength 0: torchvision's hue op is ``None``), so no HSV pass."""
+    position = params.order.argsort(dim=1)  # position[n, op]: when op runs for sample n
+    blend_order = position[:, :_BLEND_OPS].argsort(dim=1)  # blend ops, in running order
+    factors = torch.stack([params.brightness, params.contrast, params.saturation], dim=1)
+    scale = factors.gather(1, blend_order)
+    return JitterPlan(
+        scale=scale,
+        to_gray=torch.where(blend_order == SATURATION, 1.0 - scale, 0.0),
+        to_mean=torch.where(blend_order == CONTRAST, 1.0 - scale, 0.0),
+        hue=params.hue if with_hue else None,
+        before_hue=position[:, HUE] if with_hue else None,
+        applied=params.applied,
+    )
+
+
+def jitter_groups(plan: JitterPlan) -> tuple[Tensor, list[int]]:
+    """For the grouped way (CPU only: it reads counts back): the sample order that sorts the
+    batch into groups (3, 2, 1, 0 blend ops before hue, then no jitter) and the groups' ends."""
+    before_hue = plan.before_hue
+    if plan.hue is None or before_hue is None:
+        before_hue = torch.zeros_like(plan.applied, dtype=torch.long)
+    key = torch.where(plan.applied, _BLEND_OPS - before_hue, _BLEND_OPS + 1)
+    ends = key.bincount(minlength=_BLEND_OPS + 2).cumsum(0).tolist()
+    return key.argsort(stable=True), ends
+
+
+def color_jitter(images: Tensor, plan: JitterPlan, group_ends: list[int] | None = None) -> Tensor:
+    """Run ``plan`` on ``(N, C, H, W)`` images in [0, 1], returning new images: the masked way,
+    or with ``group_ends`` the grouped way (images and plan already in ``jitter_groups`` order;
+    ``group_ends`` counted from this batch's first sample, clipped to its size)."""
+    if group_ends is None:
+        return _masked_jitter(images, plan)
+    return _grouped_jitter(images, plan, group_ends)
+
+
+def _coefficients(plan: JitterPlan, step: int) -> tuple[Tensor, Tensor, Tensor]:
+    return plan.scale[:, step], plan.to_gray[:, step], plan.to_mean[:, step]
+
+
+def _blend_(images: Tensor, scale: Tensor, to_gray: Tensor, to_mean: Tensor) -> None:
+    """One blend step, in place; coefficients ``(N,)``."""
+    gray = grayscale(images)
+    mean = gray.mean(dim=(1, 2), keepdim=True)
+    target = gray.mul_(to_gray.view(-1, 1, 1)).add_(mean.mul_(to_mean.view(-1, 1, 1)))
+    images.mul_(scale.view(-1, 1, 1, 1)).add_(target.unsqueeze(1)).clamp_(0.0, 1.0)
+
+
+def _masked_jitter(images: Tensor, plan: JitterPlan) -> Tensor:
+    out = images.clone()
+    if plan.hue is None or plan.before_hue is None:
+        for step in range(_BLEND_OPS):
+            _blend_(out, *_coefficients(plan, step))
+        return out
+    steps = torch.arange(_BLEND_OPS, device=images.device)
+    before = steps < plan.before_hue.unsqueeze(1)  # (N, 3): blend op runs before the hue op
+    for active in (before, ~before):
+        for step in range(_BLEND_OPS):
+            scale, to_gray, to_mean = _coefficients(plan, step)
+            runs = active[:, step]
+            _blend_(out, scale.masked_fill(~runs, 1.0), to_gray * runs, to_mean * runs)
+        if active is before:
+            adjust_hue(out, plan.hue, out=out)
+    return out
+
+
+def _grouped_jitter(images: Tensor, plan: JitterPlan, ends: list[int]) -> Tensor:
+    out = images.clone()
+    jittered = ends[_BLEND_OPS]
+
+    def blend_rows(step: int, start: int, stop: int) -> None:
+        if start < stop:
+            _blend_(out[start:stop], *(c[start:stop] for c in _coefficients(plan, step)))
+
+    if plan.hue is None:
+        for step in range(_BLEND_OPS):
+            blend_rows(step, 0, jittered)
+        return out
+    # blend op `step` runs before hue for the first 3 - step groups, after it for the rest
+    for step in range(_BLEND_OPS):
+        blend_rows(step, 0, ends[_BLEND_OPS - 1 - step])
+    adjust_hue(out[:jittered], plan.hue[:jittered], out=out[:jittered])
+    for step in range(_BLEND_OPS):
+        blend_rows(step, ends[_BLEND_OPS - 1 - step], jittered)
+    return out

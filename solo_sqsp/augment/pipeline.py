@@ -1,0 +1,368 @@
+"""``BatchAugment``: solo-learn's augmentation pipeline with parameters drawn per sample.
+
+Sec. 3.2 of the paper feeds the student a semantic-preserving augmentation of each synthetic
+image; the reference code draws one set of crop/jitter parameters per *batch*. Here every
+sample draws its own, as solo-learn's per-image torchvision pipeline does for real images,
+in solo-learn's order: random resized crop, colour jitter, grayscale, Gaussian blur,
+solarization, equalization, horizontal flip, normalisation. The whole batch is processed on
+the images' device, with no Python loop over samples; on a GPU nothing is copied from the
+host or read back (no ``.item()``), so a CUDA batch never waits for the host.
+
+A call has three stages: ``sample_params`` (all random draws), ``plan`` (what those draws
+mean per sample) and ``apply``. Fusions that keep torchvision's per-image result: the flip is
+folded into the crop's column resampling; blur, grayscale and normalisation are linear and
+commute, so grayscale and normalisation are one per-sample colour matrix (unless
+solarization or equalization, which are not linear, sit between them). On the CPU the batch
+runs in cache-sized chunks, sorted so that each colour-jitter step touches only the samples
+that need it (reading the group sizes back costs nothing there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from solo_sqsp.augment.color import apply_color_affine, grayscale_matrix
+from solo_sqsp.augment.config import AugmentSpec, CropSpec, resolve_mean_std
+from solo_sqsp.augment.filters import blur_matrix, blur_radius, equalize, solarize
+from solo_sqsp.augment.geometry import (
+    INTERPOLATIONS,
+    CropGrid,
+    center_square_boxes,
+    crop_grid,
+    crop_matrices,
+    sample_crop_boxes,
+    separable_apply,
+)
+from solo_sqsp.augment.jitter import (
+    JitterParams,
+    JitterPlan,
+    color_jitter,
+    jitter_groups,
+    jitter_plan,
+    sample_jitter_params,
+)
+
+CPU_CHUNK_BYTES = 1 << 19
+CPU_CHUNK_MIN_SAMPLES = 8
+"""CPU chunks of about 512 KiB of images (at least 8 samples): every pass runs in cache, and
+the temporaries stay small enough for the C allocator to reuse their memory rather than give
+it back to the system and page-fault it in again (measured: with 1 MiB chunks in a fresh
+process, page faults took a third of the time); smaller chunks cost more in per-op overhead."""
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One call's per-sample random draws (``(N, ...)`` tensors; None: the op is off).
+    ``boxes`` are ``(top, left, height, width)`` crop boxes in pixels."""
+
+    boxes: Tensor
+    jitter: JitterParams | None
+    gray: Tensor | None
+    blurred: Tensor | None
+    blur_sigma: Tensor | None
+    solarized: Tensor | None
+    equalized: Tensor | None
+    flip: Tensor | None
+
+
+@dataclass(frozen=True)
+class AugmentPlan:
+    """What one call does to each sample, as tensors with the batch first: the crop grid
+    (None: the images are used as they are), jitter steps, a separate grayscale matrix (only
+    when a pixelwise op follows it), blur sigmas and masks, solarize / equalize masks, final
+    colour affine. Resampling and blur matrices are built per chunk from it."""
+
+    crop: CropGrid | None
+    jitter: JitterPlan | None
+    gray: Tensor | None
+    blurred: Tensor | None
+    blur_sigma: Tensor | None
+    solarized: Tensor | None
+    equalized: Tensor | None
+    color: Tensor
+    shift: Tensor
+
+    def rows(self, index: slice | Tensor) -> AugmentPlan:
+        """The plan of the samples ``index`` (a slice, or sample indices) selects."""
+        return _select_rows(self, index)
+
+
+def _select_rows(value: Any, index: slice | Tensor) -> Any:
+    if isinstance(value, Tensor):
+        return value[index] if isinstance(index, slice) else value.index_select(0, index)
+    if dataclasses.is_dataclass(value):
+        names = _field_names(type(value))
+        return type(value)(*(_select_rows(getattr(value, name), index) for name in names))
+    return value
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
+class BatchAugment:
+    """Augment a batch ``(N, C, H, W)`` in [0, 1] into ``(N, C, crop, crop)`` normalised views,
+    every sample with its own random parameters.
+
+    ``spec``: one solo-learn augmentation entry (``AugmentSpec``; build it from yaml with
+    ``from_cfg``). ``mean``/``std``: per-channel normalisation. ``interpolation``: crop
+    resampling, ``"bilinear"`` (torchvision's ``RandomResizedCrop`` default, used by the
+    paper's code) or ``"bicubic"`` (solo-learn's real-image pipeline); both antialiased like
+    torchvision's tensor resize, bicubic output clamped to [0, 1] as PIL's is.
+
+    Call with a ``torch.Generator`` on the images' device (``torch.Generator(device="cuda")``
+    for CUDA images): all parameters are drawn from it, so a seed fixes the output. Input
+    values are not range-checked (that would synchronise with the device); clamp first.
+    The output is float32.
+    """
+
+    def __init__(
+        self,
+        spec: AugmentSpec,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: str = "bilinear",
+    ) -> None:
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
+            )
+        if len(mean) != len(std):
+            raise ValueError(f"mean {tuple(mean)} and std {tuple(std)} differ in length")
+        if any(value <= 0 for value in std):
+            raise ValueError(f"std values must be positive, got {tuple(std)}")
+        self.spec = spec
+        self.mean = tuple(float(value) for value in mean)
+        self.std = tuple(float(value) for value in std)
+        self.interpolation = interpolation
+        self._normalizers: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    def from_cfg(
+        cls,
+        entry: Mapping[str, Any],
+        dataset: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        interpolation: str = "bilinear",
+    ) -> BatchAugment:
+        """From one entry of solo-learn's ``augmentations`` list (dict or ``DictConfig``).
+        Normalisation: ``mean``/``std`` if given, else the entry's, else solo-learn's table
+        for ``dataset`` (cifar10, cifar100, stl10, imagenet100, imagenet), else ImageNet's."""
+        spec = AugmentSpec.from_mapping(entry)
+        chosen_mean, chosen_std = resolve_mean_std(spec, dataset, mean, std)
+        return cls(spec, chosen_mean, chosen_std, interpolation)
+
+    @classmethod
+    def normalize_only(
+        cls,
+        crop_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: str = "bilinear",
+    ) -> BatchAugment:
+        """No random op: resize (the central square) to ``crop_size`` and normalise (Table 5,
+        row a: no augmentation of synthetic images)."""
+        spec = AugmentSpec(crop_size=crop_size, rrc=CropSpec(enabled=False))
+        return cls(spec, mean, std, interpolation)
+
+    @property
+    def crop_size(self) -> int:
+        return self.spec.crop_size
+
+    @property
+    def num_crops(self) -> int:
+        return self.spec.num_crops
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.spec}, mean={self.mean}, std={self.std}, "
+            f"interpolation={self.interpolation!r})"
+        )
+
+    def views(self, images: Tensor, rng: torch.Generator) -> list[Tensor]:
+        """``num_crops`` independent augmentations of the batch (solo-learn's N crops)."""
+        return [self(images, rng) for _ in range(self.num_crops)]
+
+    def __call__(self, images: Tensor, rng: torch.Generator) -> Tensor:
+        self._check_inputs(images, rng)
+        num, channels, height, width = images.shape
+        params = self.sample_params(num, height, width, rng)
+        return self.apply(images, self.plan(params, channels, height, width))
+
+    def sample_params(
+        self, num: int, height: int, width: int, rng: torch.Generator
+    ) -> AugmentParams:
+        """Every sample's random draws for images of ``height x width``, on ``rng``'s device."""
+        spec = self.spec
+        device = rng.device
+        if spec.rrc.enabled:
+            boxes = sample_crop_boxes(
+                num,
+                height,
+                width,
+                (spec.rrc.crop_min_scale, spec.rrc.crop_max_scale),
+                (spec.rrc.crop_min_ratio, spec.rrc.crop_max_ratio),
+                rng,
+                device,
+            )
+        else:
+            boxes = center_square_boxes(num, height, width, device)
+        jitter = spec.color_jitter
+        jitter_params = None
+        if jitter.active:
+            strengths = (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+            jitter_params = sample_jitter_params(num, jitter.prob, strengths, rng, device)
+        blurred = _coin(num, spec.gaussian_blur.prob, rng, device)
+        blur_sigma = None
+        if blurred is not None:
+            blur = spec.gaussian_blur
+            blur_sigma = torch.empty(num, device=device).uniform_(
+                blur.sigma_min, blur.sigma_max, generator=rng
+            )
+        return AugmentParams(
+            boxes=boxes,
+            jitter=jitter_params,
+            gray=_coin(num, spec.grayscale.prob, rng, device),
+            blurred=blurred,
+            blur_sigma=blur_sigma,
+            solarized=_coin(num, spec.solarization.prob, rng, device),
+            equalized=_coin(num, spec.equalization.prob, rng, device),
+            flip=_coin(num, spec.horizontal_flip.prob, rng, device),
+        )
+
+    def plan(self, params: AugmentParams, channels: int, height: int, width: int) -> AugmentPlan:
+        """The per-sample matrices that ``params`` mean for ``(channels, height, width)``."""
+        num = params.boxes.shape[0]
+        device = params.boxes.device
+        size = self.crop_size
+        jitter = None
+        if params.jitter is not None:
+            with_hue = self.spec.color_jitter.hue > 0 and channels == 3
+            jitter = jitter_plan(params.jitter, with_hue)
+
+        identity = torch.eye(channels, device=device).expand(num, channels, channels)
+        color = identity if params.gray is None else grayscale_matrix(params.gray, channels)
+        gray = None
+        if params.gray is not None and (
+            params.solarized is not None or params.equalized is not None
+        ):
+            gray, color = color, identity
+
+        inverse_std, shift = self._normalizer(device, channels)
+        crop = None
+        if self.spec.rrc.enabled or params.flip is not None or not height == width == size:
+            crop = crop_grid(params.boxes, params.flip, height, width, size)
+        return AugmentPlan(
+            crop=crop,
+            jitter=jitter,
+            gray=gray,
+            blurred=params.blurred,
+            blur_sigma=params.blur_sigma,
+            solarized=params.solarized,
+            equalized=params.equalized,
+            color=inverse_std.view(1, channels, 1) * color,  # diag(1 / std) @ color
+            shift=shift.expand(num, channels),
+        )
+
+    def apply(self, images: Tensor, plan: AugmentPlan, on_host: bool | None = None) -> Tensor:
+        """Run ``plan`` on ``images``. ``on_host`` (default: images on the CPU) runs the batch
+        in cache-sized chunks (``CPU_CHUNK_BYTES``), sorted so that each jitter step touches
+        only the samples that need it (``jitter.jitter_groups``, which reads counts back);
+        otherwise the batch runs in one piece and nothing is read back from the device."""
+        images = images.float()
+        num, channels, height, width = images.shape
+        size = self.crop_size
+        out = torch.empty(num, channels, size, size, device=images.device)
+        if not (images.device.type == "cpu" if on_host is None else on_host):
+            self._normalize(self._run(images, plan), plan, out=out)
+            return out
+        order, group_ends = None, None
+        if plan.jitter is not None:
+            order, group_ends = jitter_groups(plan.jitter)
+            plan = plan.rows(order)
+        sample_bytes = 4 * channels * max(height * width, size * size)
+        chunk = max(CPU_CHUNK_MIN_SAMPLES, CPU_CHUNK_BYTES // sample_bytes)
+        for start in range(0, num, chunk):
+            stop = min(start + chunk, num)
+            chunk_plan = plan.rows(slice(start, stop))
+            if order is None or group_ends is None:
+                result = self._run(images[start:stop], chunk_plan)
+            else:
+                local_ends = [min(max(end - start, 0), stop - start) for end in group_ends]
+                chunk_images = images.index_select(0, order[start:stop])
+                result = self._run(chunk_images, chunk_plan, local_ends)
+            self._normalize(result, chunk_plan, out=out[start:stop])
+        return out if order is None else out.index_select(0, order.argsort())
+
+    def _run(
+        self, images: Tensor, plan: AugmentPlan, group_ends: list[int] | None = None
+    ) -> Tensor:
+        """Everything up to the normalisation, on images in [0, 1]."""
+        size = self.crop_size
+        if plan.crop is not None:
+            images = separable_apply(images, *crop_matrices(plan.crop, self.interpolation))
+            if self.interpolation == "bicubic":
+                images = images.clamp_(0.0, 1.0)
+        if plan.jitter is not None:
+            images = color_jitter(images, plan.jitter, group_ends)
+        if plan.gray is not None:
+            images = apply_color_affine(images, plan.gray)
+        if plan.blurred is not None and plan.blur_sigma is not None:
+            radius = blur_radius(self.spec.gaussian_blur.sigma_max, size)
+            blur = blur_matrix(plan.blur_sigma, plan.blurred, size, radius)
+            images = separable_apply(images, blur, blur)
+        if plan.solarized is not None:
+            images = solarize(images, plan.solarized)
+        if plan.equalized is not None:
+            images = equalize(images, plan.equalized)
+        return images
+
+    @staticmethod
+    def _normalize(images: Tensor, plan: AugmentPlan, out: Tensor | None = None) -> Tensor:
+        """The final per-sample colour affine: grayscale (when fused) and normalisation."""
+        return apply_color_affine(images, plan.color, plan.shift, out=out)
+
+    def _normalizer(self, device: torch.device, channels: int) -> tuple[Tensor, Tensor]:
+        """``1 / std`` and ``-mean / std``, made once per device (no per-call copy)."""
+        if len(self.mean) != channels:
+            raise ValueError(
+                f"images have {channels} channels but mean/std have {len(self.mean)} values; "
+                "pass per-channel mean and std"
+            )
+        if device not in self._normalizers:
+            mean = torch.tensor(self.mean, device=device)
+            std = torch.tensor(self.std, device=device)
+            self._normalizers[device] = (1.0 / std, -mean / std)
+        return self._normalizers[device]
+
+    def _check_inputs(self, images: Tensor, rng: torch.Generator) -> None:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(
+                f"images must be (N, C, H, W) with C = 1 or 3, got shape {tuple(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images must be floating point in [0, 1], got {images.dtype}; convert uint8 "
+                "images with images.float() / 255"
+            )
+        if rng.device.type != images.device.type:
+            raise ValueError(
+                f"rng is on {rng.device} but images are on {images.device}; use "
+                "torch.Generator(device=images.device)"
+            )
+
+
+def _coin(num: int, prob: float, rng: torch.Generator, device: torch.device) -> Tensor | None:
+    """``(N,)`` bool, True with probability ``prob``; None (and no draw) when ``prob`` is 0."""
+    if prob <= 0:
+        return None
+    return torch.rand(num, generator=rng, device=device) < prob

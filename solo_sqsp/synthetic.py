@@ -1,0 +1,148 @@
+"""The synthetic-sample source of Squeeze-and-Span (paper Sec. 3.2, Fig. 2).
+
+Each step draws fresh latents on the teacher's device, runs the frozen generator, and returns
+the student's augmented view(s) of the images together with the teacher's pooled features of
+the same samples. As in the reference code, images leave the generator in [-1, 1], are
+clamped and mapped to [0, 1]; then each sample is augmented with its own random parameters
+(``BatchAugment``) and normalised. ``augment=None`` (Table 5, row a) only resizes to the crop
+size and normalises.
+
+Random streams: step ``t`` of the source with ``(seed, rank, worker)`` draws everything
+(latents, classes, augmentation parameters) from one ``torch.Generator`` on the teacher's
+device seeded with ``numpy.random.SeedSequence(seed, spawn_key=(rank, worker, t))``. Ranks and
+workers thus draw independent streams, a seed reproduces a run, and the state is just the
+step count: a resumed run (on any rank, from rank 0's checkpoint) draws exactly the batches
+the interrupted run would have drawn next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from solo_sqsp.augment import DATASET_MEAN_STD, IMAGENET_MEAN_STD, BatchAugment
+
+
+class Teacher(Protocol):
+    """What the source needs of a teacher (``solo_sqsp.teachers.GeneratorTeacher``)."""
+
+    device: torch.device
+    resolution: int
+
+    def sample(self, n: int, rng: torch.Generator) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SyntheticBatch:
+    """One synthetic step: ``views`` (each ``(N, C, crop, crop)``, normalised), the teacher's
+    pooled ``features`` (one ``(N, C_k)`` fp32 tensor per feature module) and the ``images``
+    they were made from (clamped, in [0, 1], generator resolution)."""
+
+    views: list[Tensor]
+    features: list[Tensor]
+    images: Tensor
+
+
+def stream_seed(seed: int, rank: int, worker: int, step: int) -> int:
+    """The 64-bit seed of step ``step`` of stream ``(seed, rank, worker)``: NumPy's
+    ``SeedSequence`` hash, so nearby seeds, ranks and steps give unrelated streams."""
+    words = np.random.SeedSequence(seed, spawn_key=(rank, worker, step)).generate_state(2)
+    return int(words[0]) | (int(words[1]) << 32)
+
+
+class SyntheticSource:
+    """Endless synthetic batches of ``batch_size`` from ``teacher`` (iterate, or call
+    ``next_batch()``), each with ``num_views`` independently augmented views.
+
+    ``augment=None`` resizes to ``crop_size`` (default: the teacher's resolution) and
+    normalises with ``mean``/``std`` (default: solo-learn's statistics of ``dataset``, else
+    ImageNet's). ``seed``, ``rank`` (DDP global rank) and ``worker`` select the random stream
+    (see the module docstring). Everything runs on the teacher's device without host-device
+    copies; ``state_dict()`` / ``load_state_dict()`` resume the stream exactly.
+    """
+
+    def __init__(
+        self,
+        teacher: Teacher,
+        batch_size: int,
+        augment: BatchAugment | None,
+        num_views: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        worker: int = 0,
+        crop_size: int | None = None,
+        dataset: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if num_views < 1:
+            raise ValueError(f"num_views must be at least 1, got {num_views}")
+        if min(seed, rank, worker) < 0:
+            raise ValueError(
+                f"seed, rank and worker must be non-negative, got {seed}, {rank}, {worker}"
+            )
+        self.teacher = teacher
+        self.batch_size = batch_size
+        self.num_views = num_views
+        self.seed, self.rank, self.worker = seed, rank, worker
+        if augment is None:
+            default_mean, default_std = DATASET_MEAN_STD.get(dataset or "", IMAGENET_MEAN_STD)
+            augment = BatchAugment.normalize_only(
+                crop_size or teacher.resolution, mean or default_mean, std or default_std
+            )
+        self.augment = augment
+        self.step = 0
+        self._rng: torch.Generator | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.teacher.device
+
+    def _generator(self) -> torch.Generator:
+        """This step's generator: made once on the teacher's device, re-seeded every step."""
+        device = self.device
+        if self._rng is None or self._rng.device != device:
+            self._rng = torch.Generator(device=device)
+        return self._rng.manual_seed(stream_seed(self.seed, self.rank, self.worker, self.step))
+
+    def next_batch(self) -> SyntheticBatch:
+        """Generate, map to [0, 1], augment ``num_views`` times; advance the stream."""
+        rng = self._generator()
+        sample = self.teacher.sample(self.batch_size, rng)
+        images = sample.images.float().clamp(-1.0, 1.0).add_(1.0).mul_(0.5)
+        views = [self.augment(images, rng) for _ in range(self.num_views)]
+        self.step += 1
+        return SyntheticBatch(views=views, features=list(sample.features), images=images)
+
+    def __iter__(self) -> Iterator[SyntheticBatch]:
+        return self
+
+    def __next__(self) -> SyntheticBatch:
+        return self.next_batch()
+
+    def state_dict(self) -> dict[str, int]:
+        """The stream position: ``seed`` and ``step`` (plus ``rank``/``worker`` for reference;
+        a resumed source keeps its own rank and worker, so rank 0's state resumes every rank)."""
+        return {"seed": self.seed, "rank": self.rank, "worker": self.worker, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from ``state``: the next batch is the one the saved source drew next."""
+        missing = {"seed", "step"} - set(state)
+        if missing:
+            raise ValueError(
+                f"synthetic source state lacks {sorted(missing)}; expected the dict that "
+                "SyntheticSource.state_dict() returns"
+            )
+        if int(state["seed"]) != self.seed:
+            raise ValueError(
+                f"the saved synthetic stream used seed {state['seed']} but this source has "
+                f"seed {self.seed}; construct it with seed={state['seed']} to resume it"
+            )
+        self.step = int(state["step"])
