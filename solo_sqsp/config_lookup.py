@@ -1,0 +1,69 @@
+"""Find a Hydra config by name under ``scripts/<stage>/`` so no ``--config-path`` is needed.
+
+``python main_pretrain.py --config-name sqsp_cifar10`` resolves to
+``scripts/pretrain/cifar10/sqsp_cifar10.yaml``; ``--config-name cifar10/vicreg_real`` names a
+file inside ``scripts/pretrain``; an explicit ``--config-path`` is left to Hydra, as in solo-learn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigNotFoundError(ValueError):
+    """No config, or more than one, answers to the requested name."""
+
+
+def _flag_value(argv: list[str], flag: str) -> tuple[int, str] | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return i, argv[i + 1]
+        if arg.startswith(flag + "="):
+            return i, arg.split("=", 1)[1]
+    return None
+
+
+def find_config(name: str, stage_dir: Path) -> Path:
+    """The single ``<name>.yaml`` below ``stage_dir`` (augmentation groups excluded)."""
+    name = name.removesuffix(".yaml")
+    direct = stage_dir / f"{name}.yaml"
+    if "/" in name:
+        if direct.is_file():
+            return direct
+        raise ConfigNotFoundError(f"no config {direct}")
+    matches = sorted(
+        p for p in stage_dir.rglob(f"{name}.yaml") if "augmentations" not in p.parent.parts
+    )
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = sorted(
+            p.stem for p in stage_dir.rglob("*.yaml") if "augmentations" not in p.parent.parts
+        )
+        raise ConfigNotFoundError(
+            f"no config named '{name}' under {stage_dir}; known: {', '.join(known)}"
+        )
+    options = ", ".join(str(p.relative_to(stage_dir).with_suffix("")) for p in matches)
+    raise ConfigNotFoundError(
+        f"config name '{name}' is ambiguous under {stage_dir}: {options}; "
+        "pass one of these as --config-name, or add --config-path"
+    )
+
+
+def with_config_path(argv: list[str], stage: str, default_name: str) -> list[str]:
+    """Return ``argv`` with ``--config-path``/``--config-name`` filled in for Hydra."""
+    if _flag_value(argv, "--config-path") or _flag_value(argv, "-cp"):
+        return argv
+    stage_dir = REPO_ROOT / "scripts" / stage
+    found = _flag_value(argv, "--config-name") or _flag_value(argv, "-cn")
+    rest = list(argv)
+    if found is None:
+        name = default_name
+    else:
+        index, name = found
+        width = 1 if "=" in rest[index] else 2
+        del rest[index : index + width]
+    path = find_config(name, stage_dir)
+    return [rest[0], "--config-path", str(path.parent), "--config-name", path.stem, *rest[1:]]

@@ -1,0 +1,154 @@
+"""Pretraining run: config -> checks -> method -> Lightning fit -> ``metrics.json``.
+
+What ``main_pretrain.py`` runs. Every check that can fail (config keys, dataset folders, teacher
+file) runs before the first training step, and the run folder is created only after them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from solo_sqsp.config import omegaconf_select, parse_cfg, uses_cpu
+from solo_sqsp.data import (
+    active_backend,
+    has_validation_split,
+    make_classification_dataloaders,
+    make_pretrain_dataloader,
+    validate_data_cfg,
+)
+from solo_sqsp.methods import ACTIVE_BASE, get_method
+
+logger = logging.getLogger("solo_sqsp")
+FINAL_METRICS = ("val_acc1", "val_acc5", "val_knn_acc1", "val_loss")
+
+
+def lightning_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Trainer keyword arguments from the config, adapted to CPU where CUDA-only features fail.
+
+    On CPU: SyncBatchNorm (CUDA only) is off, fp16 mixed precision becomes fp32, and a single
+    process needs no DDP strategy.
+    """
+    on_cpu = uses_cpu(omegaconf_select(cfg, "accelerator"))
+    devices = cfg.devices
+    num_devices = devices if isinstance(devices, int) else len(devices)
+    strategy = omegaconf_select(cfg, "strategy") or "auto"
+    if num_devices * cfg.num_nodes == 1 and strategy in ("ddp", "ddp_spawn"):
+        strategy = "auto"
+    precision = str(omegaconf_select(cfg, "precision", "32-true"))
+    sync_batchnorm = bool(omegaconf_select(cfg, "sync_batchnorm", False))
+    if on_cpu:
+        if precision in ("16", "16-mixed"):
+            logger.info("precision=%s is a CUDA feature: running fp32 on CPU", precision)
+            precision = "32-true"
+        sync_batchnorm = False
+    return {
+        "accelerator": "cpu" if on_cpu else omegaconf_select(cfg, "accelerator", "auto"),
+        "devices": devices if isinstance(devices, int) else list(devices),
+        "num_nodes": cfg.num_nodes,
+        "strategy": strategy,
+        "precision": precision,
+        "sync_batchnorm": sync_batchnorm and num_devices * cfg.num_nodes > 1,
+        "max_epochs": cfg.max_epochs,
+        "accumulate_grad_batches": omegaconf_select(cfg, "accumulate_grad_batches", 1),
+    }
+
+
+def run_dir_for(cfg: DictConfig) -> Path:
+    """``<checkpoint.dir>/<method>/<name>-<id>``: the folder of this run (not created here)."""
+    run_id = (
+        omegaconf_select(cfg, "run_id") or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+    )
+    return Path(cfg.checkpoint.dir) / cfg.method / f"{cfg.name}-{run_id}"
+
+
+def steps_per_epoch(num_real: int, cfg: DictConfig, world_size: int) -> int:
+    """Steps of one epoch: one pass over the real train split at total batch ``B`` (Table 6)."""
+    return max(1, num_real // (cfg.optimizer.batch_size * world_size))
+
+
+def run_pretrain(cfg: DictConfig) -> dict[str, Any]:
+    """Pretrain as configured; return the final metrics (also written to ``metrics.json``)."""
+    OmegaConf.set_struct(cfg, False)
+    cfg = parse_cfg(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    validate_data_cfg(cfg, "pretrain")
+    model = get_method(cfg.method)(cfg)
+    if not omegaconf_select(cfg, "performance.disable_channel_last", False):
+        model = model.to(memory_format=torch.channels_last)  # as solo-learn's main_pretrain
+    logger.info(
+        "method %s on the %s base; data pipeline: %s", cfg.method, ACTIVE_BASE, active_backend()
+    )
+
+    real_batch_size = getattr(model, "real_batch_size", cfg.optimizer.batch_size)
+    train_loader = make_pretrain_dataloader(cfg, real_batch_size)
+    val_loader = None
+    if has_validation_split(cfg):
+        _, val_loader = make_classification_dataloaders(
+            cfg, cfg.optimizer.batch_size, crop_size=cfg.augmentations[0].crop_size
+        )
+
+    settings = lightning_settings(cfg)
+    world_size = (
+        settings["devices"] if isinstance(settings["devices"], int) else len(settings["devices"])
+    ) * cfg.num_nodes
+    run_dir = run_dir_for(cfg)
+    checkpointing = ModelCheckpoint(
+        dirpath=run_dir,
+        filename=f"{cfg.name}-{{epoch}}",
+        every_n_epochs=cfg.checkpoint.frequency,
+        save_last=True,
+        save_top_k=-1 if omegaconf_select(cfg, "checkpoint.keep_prev", False) else 1,
+        monitor=None,
+    )
+    trainer = pl.Trainer(
+        **settings,
+        limit_train_batches=min(
+            steps_per_epoch(len(train_loader.dataset), cfg, world_size),
+            omegaconf_select(cfg, "limit_train_batches") or sys.maxsize,
+        ),
+        limit_val_batches=omegaconf_select(cfg, "limit_val_batches") or 1.0,
+        callbacks=[checkpointing, TQDMProgressBar(refresh_rate=1)]
+        if cfg.checkpoint.enabled
+        else [TQDMProgressBar(refresh_rate=1)],
+        logger=CSVLogger(run_dir, name="", version=""),
+        enable_checkpointing=bool(cfg.checkpoint.enabled),
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+    start = time.time()
+    trainer.fit(model, train_loader, val_loader, ckpt_path=cfg.resume_from_checkpoint)
+    metrics: dict[str, Any] = {
+        key: float(trainer.callback_metrics[key])
+        for key in FINAL_METRICS
+        if key in trainer.callback_metrics
+    }
+    metrics.update(
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+        wall_s=round(time.time() - start, 1),
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "args.json").write_text(
+            json.dumps(OmegaConf.to_container(cfg, resolve=True), indent=2)
+        )
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        summary = ", ".join(
+            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+        )
+        print(f"final: {summary}")
+        print(f"run folder: {run_dir}")
+    metrics["run_dir"] = str(run_dir)
+    return metrics
