@@ -237,3 +237,16 @@ def test_two_rank_ddp_on_cpu(tmp_path, teacher_file) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 36 // (8 * 2)  # one epoch = len(real) / (B x ranks) steps
     assert 0.0 <= metrics["val_knn_acc1"] <= 100.0
+
+
+def test_registered_in_solo_learn_methods() -> None:
+    """With solo-learn's source on PYTHONPATH, ``import solo_sqsp`` puts ``sqsp`` in its registry
+    and the method subclasses solo-learn's own BaseMethod."""
+    solo_methods = pytest.importorskip("solo.methods")
+    from solo.methods.base import BaseMethod as SoloBaseMethod
+
+    from solo_sqsp.methods import ACTIVE_BASE, SqueezeAndSpan
+
+    assert ACTIVE_BASE == "solo-learn"
+    assert solo_methods.METHODS["sqsp"] is SqueezeAndSpan
+    assert issubclass(SqueezeAndSpan, SoloBaseMethod)
