@@ -46,8 +46,12 @@ def knn_class_scores(
         else:
             similarity = 1.0 / (torch.cdist(chunk, train_features) + epsilon)
         top_similarity, top_index = similarity.topk(k, dim=1)
+        # fp64 votes: exp(s / T) overflows fp32 from T ~ 0.011 (solo-learn's does too).
+        top_similarity = top_similarity.double()
         weights = (top_similarity / T).exp() if distance_fx == "cosine" else top_similarity
-        chunk_scores = torch.zeros(chunk.size(0), num_classes, device=chunk.device)
+        chunk_scores = torch.zeros(
+            chunk.size(0), num_classes, device=chunk.device, dtype=torch.float64
+        )
         scores.append(chunk_scores.scatter_add_(1, train_targets[top_index], weights))
     return torch.cat(scores)
 

@@ -109,7 +109,7 @@ def test_knn_matches_brute_force(distance: str, T: float, k: int):
 
     scores = knn_class_scores(train_x, train_y, test_x, 7, k=k, distance_fx=distance, T=T)
     for row, votes in zip(scores, reference, strict=True):
-        expected = torch.tensor([votes.get(c, 0.0) for c in range(7)])
+        expected = torch.tensor([votes.get(c, 0.0) for c in range(7)], dtype=torch.float64)
         torch.testing.assert_close(row, expected, rtol=1e-4, atol=1e-6)
 
     # Fed in several batches, with a tiny distance-matrix budget (3 test rows per chunk).
@@ -158,3 +158,15 @@ def test_knn_edge_cases_and_errors():
         knn.update(test_features=torch.randn(4, 2), test_targets=torch.zeros(3))
     with pytest.raises(ValueError, match="distance_fx"):
         WeightedKNNClassifier(distance_fx="manhattan")
+
+
+def test_small_temperatures_do_not_overflow():
+    """exp(s / T) passes fp32's range from T ~ 0.011: the votes stay finite and correct."""
+    generator = torch.Generator().manual_seed(0)
+    train_x, train_y = clustered(80, generator)
+    test_x, _ = clustered(40, generator)
+    scores = knn_class_scores(train_x, train_y, test_x, 7, k=50, distance_fx="cosine", T=0.005)
+    assert torch.isfinite(scores).all()
+    reference = brute_force_knn(train_x, train_y, test_x, 1, "cosine", 0.07)
+    nearest = torch.tensor([max(votes, key=votes.get) for votes in reference])
+    assert (scores.argmax(dim=1) == nearest).float().mean() > 0.9
