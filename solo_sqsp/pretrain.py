@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from solo_sqsp.config import omegaconf_select, parse_cfg, uses_cpu
+from solo_sqsp.config import omegaconf_select, parse_cfg
 from solo_sqsp.data import (
     active_backend,
     has_validation_split,
@@ -29,40 +29,10 @@ from solo_sqsp.data import (
     validate_data_cfg,
 )
 from solo_sqsp.methods import ACTIVE_BASE, get_method
+from solo_sqsp.trainer_settings import lightning_settings
 
 logger = logging.getLogger("solo_sqsp")
 FINAL_METRICS = ("val_acc1", "val_acc5", "val_knn_acc1", "val_loss")
-
-
-def lightning_settings(cfg: DictConfig) -> dict[str, Any]:
-    """Trainer keyword arguments from the config, adapted to CPU where CUDA-only features fail.
-
-    On CPU: SyncBatchNorm (CUDA only) is off, fp16 mixed precision becomes fp32, and a single
-    process needs no DDP strategy.
-    """
-    on_cpu = uses_cpu(omegaconf_select(cfg, "accelerator"))
-    devices = cfg.devices
-    num_devices = devices if isinstance(devices, int) else len(devices)
-    strategy = omegaconf_select(cfg, "strategy") or "auto"
-    if num_devices * cfg.num_nodes == 1 and strategy in ("ddp", "ddp_spawn"):
-        strategy = "auto"
-    precision = str(omegaconf_select(cfg, "precision", "32-true"))
-    sync_batchnorm = bool(omegaconf_select(cfg, "sync_batchnorm", False))
-    if on_cpu:
-        if precision in ("16", "16-mixed"):
-            logger.info("precision=%s is a CUDA feature: running fp32 on CPU", precision)
-            precision = "32-true"
-        sync_batchnorm = False
-    return {
-        "accelerator": "cpu" if on_cpu else omegaconf_select(cfg, "accelerator", "auto"),
-        "devices": devices if isinstance(devices, int) else list(devices),
-        "num_nodes": cfg.num_nodes,
-        "strategy": strategy,
-        "precision": precision,
-        "sync_batchnorm": sync_batchnorm and num_devices * cfg.num_nodes > 1,
-        "max_epochs": cfg.max_epochs,
-        "accumulate_grad_batches": omegaconf_select(cfg, "accumulate_grad_batches", 1),
-    }
 
 
 def run_dir_for(cfg: DictConfig) -> Path:
