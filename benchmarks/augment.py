@@ -12,6 +12,9 @@ augmented with the CIFAR MoCo-v2 recipe (random resized crop scale 0.2..1, colou
 
 The three run interleaved, iteration by iteration, on the same device; the table reports
 median images/s and the speed-up of (1) over (2). Target: >= 20x on CPU at batch 256, 32x32.
+On a machine shared with other processes, multi-threaded ops of both sides stall on their
+thread barriers whenever a core is taken, so compare with ``--threads 1`` (a data-loader
+worker's setting) and note the load average printed with the table.
 
 Example: ``python benchmarks/augment.py --batch 256 --iters 10 --out augment.json``
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -28,11 +32,13 @@ from collections.abc import Callable
 import torch
 from torchvision.transforms import v2
 
-from solo_sqsp.augment import DATASET_MEAN_STD, BatchAugment
+from solo_sqsp.augment import BatchAugment
 
 SIZES = (32, 96)
 MOCO_V2_SCALE = (0.2, 1.0)
 MOCO_V2_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}
+CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+"""Normalisation of both sides (any fixed values do for timing)."""
 
 
 def moco_v2_entry(crop_size: int) -> dict:
@@ -56,7 +62,7 @@ def moco_v2_entry(crop_size: int) -> dict:
 
 def moco_v2_torchvision(crop_size: int) -> v2.Compose:
     """The same recipe as torchvision v2 transforms."""
-    mean, std = DATASET_MEAN_STD["cifar10"]
+    mean, std = CIFAR10_MEAN_STD
     return v2.Compose(
         [
             v2.RandomResizedCrop(crop_size, scale=MOCO_V2_SCALE),
@@ -78,7 +84,7 @@ def timed(run: Callable[[], torch.Tensor], device: torch.device) -> float:
 
 def measure(size: int, batch: int, iters: int, device: torch.device) -> dict:
     images = torch.rand(batch, 3, size, size, device=device)
-    ours = BatchAugment.from_cfg(moco_v2_entry(size), dataset="cifar10")
+    ours = BatchAugment.from_cfg(moco_v2_entry(size), *CIFAR10_MEAN_STD)
     reference = moco_v2_torchvision(size)
     rng = torch.Generator(device=device).manual_seed(0)
     runs = {
@@ -113,11 +119,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
+    load_before = os.getloadavg()
     results = [measure(size, args.batch, args.iters, device) for size in SIZES]
+    load_after = os.getloadavg()
     columns = ("size", "ours img/s", "tv/image img/s", "tv/batch img/s", "speed-up")
     header = " ".join(f"{name:>15}" for name in columns)
     print(
         f"device={device} batch={args.batch} iters={args.iters} threads={torch.get_num_threads()}"
+        f" load average (1/5/15 min) before {load_before} after {load_after}"
     )
     print(header)
     for result in results:
@@ -137,6 +146,7 @@ def main() -> None:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "iters": args.iters,
+            "load_average_before_after": [load_before, load_after],
             "results": results,
         }
         with open(args.out, "w", encoding="utf-8") as handle:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from solo_sqsp.augment import DATASET_MEAN_STD, IMAGENET_MEAN_STD, BatchAugment
+from solo_sqsp.augment import IMAGENET_MEAN_STD, BatchAugment
 
 
 class Teacher(Protocol):
@@ -60,10 +60,11 @@ class SyntheticSource:
     ``next_batch()``), each with ``num_views`` independently augmented views.
 
     ``augment=None`` resizes to ``crop_size`` (default: the teacher's resolution) and
-    normalises with ``mean``/``std`` (default: solo-learn's statistics of ``dataset``, else
-    ImageNet's). ``seed``, ``rank`` (DDP global rank) and ``worker`` select the random stream
-    (see the module docstring). Everything runs on the teacher's device without host-device
-    copies; ``state_dict()`` / ``load_state_dict()`` resume the stream exactly.
+    normalises with ``mean``/``std`` (default: ImageNet's; pass the real views' statistics,
+    ``solo_sqsp.data.pretrain_normalization``). ``seed``, ``rank`` (DDP global rank) and
+    ``worker`` select the random stream (see the module docstring). Everything runs on the
+    teacher's device without host-device copies; ``state_dict()`` / ``load_state_dict()``
+    resume the stream exactly.
     """
 
     def __init__(
@@ -76,7 +77,6 @@ class SyntheticSource:
         rank: int = 0,
         worker: int = 0,
         crop_size: int | None = None,
-        dataset: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
@@ -93,7 +93,7 @@ class SyntheticSource:
         self.num_views = num_views
         self.seed, self.rank, self.worker = seed, rank, worker
         if augment is None:
-            default_mean, default_std = DATASET_MEAN_STD.get(dataset or "", IMAGENET_MEAN_STD)
+            default_mean, default_std = IMAGENET_MEAN_STD
             augment = BatchAugment.normalize_only(
                 crop_size or teacher.resolution, mean or default_mean, std or default_std
             )

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as tvf
 
-from solo_sqsp.augment import DATASET_MEAN_STD, BatchAugment
+from solo_sqsp.augment import BatchAugment
 from solo_sqsp.synthetic import SyntheticSource, stream_seed
 from solo_sqsp.teachers import GeneratorTeacher
 from solo_sqsp.teachers.stylegan2 import Generator
@@ -27,6 +27,7 @@ AUGMENTATION = {
 
 
 CPU = torch.device("cpu")
+CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 
 
 def small_teacher(device: torch.device = CPU) -> GeneratorTeacher:
@@ -50,7 +51,8 @@ def teacher() -> GeneratorTeacher:
 
 @pytest.fixture(scope="module")
 def augment() -> BatchAugment:
-    return BatchAugment.from_cfg(AUGMENTATION, dataset="cifar10")
+    mean, std = CIFAR10_MEAN_STD
+    return BatchAugment.from_cfg(AUGMENTATION, mean=mean, std=std)
 
 
 def test_batch_holds_views_features_and_images_of_the_same_samples(teacher, augment):
@@ -71,9 +73,9 @@ def test_batch_holds_views_features_and_images_of_the_same_samples(teacher, augm
 
 
 def test_without_augmentation_views_are_resized_and_normalized(teacher):
-    source = SyntheticSource(teacher, 4, augment=None, crop_size=8, dataset="cifar10", seed=1)
+    mean, std = CIFAR10_MEAN_STD
+    source = SyntheticSource(teacher, 4, augment=None, crop_size=8, mean=mean, std=std, seed=1)
     batch = source.next_batch()
-    mean, std = DATASET_MEAN_STD["cifar10"]
     expected = tvf.normalize(tvf.resize(batch.images, [8, 8], antialias=True), mean, std)
     torch.testing.assert_close(batch.views[0], expected, atol=1e-5, rtol=0)
     full_size = SyntheticSource(teacher, 2, augment=None, mean=(0.5,) * 3, std=(0.5,) * 3)

@@ -1,7 +1,6 @@
 """Batched per-sample image augmentation on the training device (solo-learn's yaml schema)."""
 
 from solo_sqsp.augment.config import (
-    DATASET_MEAN_STD,
     IMAGENET_MEAN_STD,
     AugmentConfigError,
     AugmentSpec,
@@ -9,7 +8,6 @@ from solo_sqsp.augment.config import (
 from solo_sqsp.augment.pipeline import BatchAugment
 
 __all__ = [
-    "DATASET_MEAN_STD",
     "IMAGENET_MEAN_STD",
     "AugmentConfigError",
     "AugmentSpec",

@@ -1,5 +1,5 @@
 """Colour-space primitives with torchvision's per-image results, batched with per-sample
-parameters: gray value, grayscale, per-sample colour affine maps, hue rotation."""
+parameters: gray weights, grayscale matrices, per-sample colour affine maps, hue rotation."""
 
 from __future__ import annotations
 
@@ -41,18 +41,6 @@ def grayscale_matrix(apply: Tensor, channels: int) -> Tensor:
     gray = weights.expand(channels, channels)
     identity = torch.eye(channels, device=apply.device)
     return torch.where(apply.view(-1, 1, 1), gray, identity)
-
-
-def grayscale(images: Tensor) -> Tensor:
-    """``(N, H, W)`` gray values, with torchvision's weights and order of operations."""
-    if images.shape[1] != 3:
-        return images[:, 0]
-    red, green, blue = images.unbind(dim=1)
-    return (
-        torch.mul(red, GRAY_WEIGHTS[0])
-        .add_(green, alpha=GRAY_WEIGHTS[1])
-        .add_(blue, alpha=GRAY_WEIGHTS[2])
-    )
 
 
 def adjust_hue(images: Tensor, shift: Tensor, out: Tensor | None = None) -> Tensor:

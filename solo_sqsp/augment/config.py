@@ -32,14 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-DATASET_MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "stl10": ((0.4914, 0.4823, 0.4466), (0.247, 0.243, 0.261)),
-    "imagenet100": IMAGENET_MEAN_STD,
-    "imagenet": IMAGENET_MEAN_STD,
-}
-"""solo-learn's per-dataset normalisation (the same numbers as its pretrain dataloader)."""
 
 
 class AugmentConfigError(ValueError):
@@ -151,13 +143,13 @@ class AugmentSpec:
 
 def resolve_mean_std(
     spec: AugmentSpec,
-    dataset: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Normalisation statistics: explicit ``mean``/``std`` arguments, else the entry's own
-    ``mean``/``std``, else solo-learn's table for ``dataset``, else ImageNet's."""
-    default_mean, default_std = DATASET_MEAN_STD.get(dataset or "", IMAGENET_MEAN_STD)
+    """Normalisation statistics: explicit ``mean``/``std`` arguments (a dataset's, e.g. from
+    ``solo_sqsp.data.pretrain_normalization``), else the entry's own ``mean``/``std``, else
+    ImageNet's."""
+    default_mean, default_std = IMAGENET_MEAN_STD
     chosen_mean = tuple(float(v) for v in (mean or spec.mean or default_mean))
     chosen_std = tuple(float(v) for v in (std or spec.std or default_std))
     if len(chosen_mean) != len(chosen_std):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from solo_sqsp.augment.color import adjust_hue, grayscale
+from solo_sqsp.augment.color import adjust_hue, gray_weights
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 """torchvision's ``ColorJitter`` op ids (``fn_idx``); permuted per sample here."""
@@ -112,31 +112,47 @@ def color_jitter(images: Tensor, plan: JitterPlan, group_ends: list[int] | None 
     return _grouped_jitter(images, plan, group_ends)
 
 
-def _coefficients(plan: JitterPlan, step: int) -> tuple[Tensor, Tensor, Tensor]:
-    return plan.scale[:, step], plan.to_gray[:, step], plan.to_mean[:, step]
+def _step_weights(plan: JitterPlan, channels: int) -> tuple[Tensor, Tensor]:
+    """``(N, 3, 1, C)`` rows that give each step's gray term ``to_gray w . x`` and contrast
+    term ``to_mean w . mean(x)`` (``w``: the gray weights) as batched matmuls."""
+    weights = gray_weights(channels, plan.scale.device)
+    return plan.to_gray[..., None, None] * weights, plan.to_mean[..., None, None] * weights
 
 
-def _blend_(images: Tensor, scale: Tensor, to_gray: Tensor, to_mean: Tensor) -> None:
-    """One blend step, in place; coefficients ``(N,)``."""
-    gray = grayscale(images)
-    mean = gray.mean(dim=(1, 2), keepdim=True)
-    target = gray.mul_(to_gray.view(-1, 1, 1)).add_(mean.mul_(to_mean.view(-1, 1, 1)))
-    images.mul_(scale.view(-1, 1, 1, 1)).add_(target.unsqueeze(1)).clamp_(0.0, 1.0)
+def _blend_(
+    images: Tensor, scale: Tensor, gray_row: Tensor, mean_row: Tensor, with_mean: bool = True
+) -> None:
+    """One blend step in place: ``clamp(f x + a gray(x) + b mean(gray(x)))`` with per-sample
+    ``scale`` ``(N,)`` and rows ``(N, 1, C)`` of ``_step_weights``; ``with_mean`` False skips
+    the mean (no sample runs contrast in this step)."""
+    num, channels = images.shape[:2]
+    flat = images.view(num, channels, -1)
+    if with_mean:
+        offset = torch.bmm(mean_row, flat.mean(dim=2, keepdim=True))
+        target = torch.baddbmm(offset, gray_row, flat)
+    else:
+        target = torch.bmm(gray_row, flat)
+    torch.addcmul(target, flat, scale.view(-1, 1, 1), out=flat).clamp_(0.0, 1.0)
 
 
 def _masked_jitter(images: Tensor, plan: JitterPlan) -> Tensor:
     out = images.clone()
+    gray_rows, mean_rows = _step_weights(plan, images.shape[1])
     if plan.hue is None or plan.before_hue is None:
         for step in range(_BLEND_OPS):
-            _blend_(out, *_coefficients(plan, step))
+            _blend_(out, plan.scale[:, step], gray_rows[:, step], mean_rows[:, step])
         return out
     steps = torch.arange(_BLEND_OPS, device=images.device)
     before = steps < plan.before_hue.unsqueeze(1)  # (N, 3): blend op runs before the hue op
     for active in (before, ~before):
+        runs = active[..., None, None]
         for step in range(_BLEND_OPS):
-            scale, to_gray, to_mean = _coefficients(plan, step)
-            runs = active[:, step]
-            _blend_(out, scale.masked_fill(~runs, 1.0), to_gray * runs, to_mean * runs)
+            _blend_(
+                out,
+                plan.scale[:, step].masked_fill(~active[:, step], 1.0),
+                gray_rows[:, step] * runs[:, step],
+                mean_rows[:, step] * runs[:, step],
+            )
         if active is before:
             adjust_hue(out, plan.hue, out=out)
     return out
@@ -145,10 +161,19 @@ def _masked_jitter(images: Tensor, plan: JitterPlan) -> Tensor:
 def _grouped_jitter(images: Tensor, plan: JitterPlan, ends: list[int]) -> Tensor:
     out = images.clone()
     jittered = ends[_BLEND_OPS]
+    gray_rows, mean_rows = _step_weights(plan, images.shape[1])
+    with_mean = (plan.to_mean != 0).cumsum(0).tolist()  # contrast counts, per step
 
     def blend_rows(step: int, start: int, stop: int) -> None:
         if start < stop:
-            _blend_(out[start:stop], *(c[start:stop] for c in _coefficients(plan, step)))
+            contrast = with_mean[stop - 1][step] - (with_mean[start - 1][step] if start else 0)
+            _blend_(
+                out[start:stop],
+                plan.scale[start:stop, step],
+                gray_rows[start:stop, step],
+                mean_rows[start:stop, step],
+                with_mean=contrast > 0,
+            )
 
     if plan.hue is None:
         for step in range(_BLEND_OPS):

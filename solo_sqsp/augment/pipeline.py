@@ -149,16 +149,16 @@ class BatchAugment:
     def from_cfg(
         cls,
         entry: Mapping[str, Any],
-        dataset: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         interpolation: str = "bilinear",
     ) -> BatchAugment:
         """From one entry of solo-learn's ``augmentations`` list (dict or ``DictConfig``).
-        Normalisation: ``mean``/``std`` if given, else the entry's, else solo-learn's table
-        for ``dataset`` (cifar10, cifar100, stl10, imagenet100, imagenet), else ImageNet's."""
+        Normalisation: ``mean``/``std`` if given (the dataset's: pass
+        ``solo_sqsp.data.pretrain_normalization(cfg, entry)``), else the entry's, else
+        ImageNet's."""
         spec = AugmentSpec.from_mapping(entry)
-        chosen_mean, chosen_std = resolve_mean_std(spec, dataset, mean, std)
+        chosen_mean, chosen_std = resolve_mean_std(spec, mean, std)
         return cls(spec, chosen_mean, chosen_std, interpolation)
 
     @classmethod
