@@ -4,6 +4,7 @@
 package's torchvision equivalents ("builtin"); the API is the same either way.
 """
 
+from solo_sqsp.data import digits  # noqa: F401  (registers data.dataset=digits)
 from solo_sqsp.data.backend import active_backend
 from solo_sqsp.data.datasets import (
     DATASETS,
