@@ -34,6 +34,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["solo_sqsp", "solo_sqsp.*"]),
     include_package_data=True,
+    package_data={"solo_sqsp": ["assets/*.pt"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     license="MIT",
