@@ -13,6 +13,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from small_generator import small_generator
 from standin_data import trust_checksums, write_cifar, write_image_folder, write_stl10
 from torchvision.datasets import CIFAR10, CIFAR100, STL10
 
@@ -21,7 +22,6 @@ from solo_sqsp.methods import get_method
 from solo_sqsp.methods.sqsp import split_batch
 from solo_sqsp.pretrain import run_pretrain
 from solo_sqsp.teachers.network_pickle import save_teacher_checkpoint
-from solo_sqsp.teachers.stylegan2 import Generator
 
 PRETRAIN = REPO_ROOT / "scripts" / "pretrain"
 # Paper, Table 6: batch size, epochs, base lr, weight decay, crop, sim/var/cov weights, a.
@@ -55,16 +55,7 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
 @pytest.fixture(scope="module")
 def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small StyleGAN2 teacher (32 px, 4 blocks) saved in our checkpoint format."""
-    torch.manual_seed(0)
-    generator = Generator(
-        z_dim=16,
-        c_dim=0,
-        w_dim=16,
-        img_resolution=32,
-        img_channels=3,
-        mapping_kwargs={"num_layers": 2},
-        synthesis_kwargs={"channel_base": 128, "channel_max": 16},
-    )
+    generator = small_generator(channel_base=128, channel_max=16)
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     save_teacher_checkpoint(generator, path)
     return path

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from small_generator import small_generator
 from torchvision.transforms.v2 import functional as tvf
 
 from solo_sqsp.augment import BatchAugment
 from solo_sqsp.synthetic import SyntheticSource, stream_seed
 from solo_sqsp.teachers import GeneratorTeacher
-from solo_sqsp.teachers.stylegan2 import Generator
 
 AUGMENTATION = {
     "rrc": {"enabled": True, "crop_min_scale": 0.2, "crop_max_scale": 1.0},
@@ -31,16 +31,7 @@ CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 
 
 def small_teacher(device: torch.device = CPU) -> GeneratorTeacher:
-    torch.manual_seed(0)
-    generator = Generator(
-        z_dim=16,
-        c_dim=0,
-        w_dim=16,
-        img_resolution=16,
-        img_channels=3,
-        mapping_kwargs={"num_layers": 2},
-        synthesis_kwargs={"channel_base": 256, "channel_max": 32},
-    )
+    generator = small_generator(resolution=16)
     return GeneratorTeacher(generator.to(device), noise_mode="const")
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from small_generator import small_generator
 from torch import nn
 
 from solo_sqsp.teachers.adapter import (
@@ -105,16 +106,7 @@ def make_tiny_generator(c_dim: int = 0) -> TinyGenerator:
 
 
 def small_stylegan2(c_dim: int = 0) -> Generator:
-    torch.manual_seed(0)
-    return Generator(
-        z_dim=16,
-        c_dim=c_dim,
-        w_dim=16,
-        img_resolution=32,
-        img_channels=3,
-        mapping_kwargs={"num_layers": 2},
-        synthesis_kwargs={"channel_base": 256, "channel_max": 32},
-    )
+    return small_generator(c_dim=c_dim)
 
 
 def latents(n: int, z_dim: int, c_dim: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
