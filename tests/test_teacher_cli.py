@@ -201,7 +201,7 @@ def bad_inputs(tmp_path, nvidia_file) -> dict[str, tuple[list, str]]:
     unsafe = tmp_path / "unsafe.pkl"
     unsafe.write_bytes(pickle.dumps(os.system))
     return {
-        "missing": ([tmp_path / "absent.pkl"], "zoo/"),
+        "missing": ([tmp_path / "absent.pkl"], "scripts/teacher/train_teacher.py"),
         "truncated": ([truncated], str(truncated)),
         "empty": ([empty], "empty"),
         "unsafe": ([unsafe], "system"),

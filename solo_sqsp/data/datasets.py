@@ -76,6 +76,9 @@ class DatasetBuilder(ABC):
     ``shorter_side`` resizes the shorter side to crop * 256 / 224, then centre-crops."""
     solo_learn_native: bool = False
     """solo-learn's own data pieces know this dataset by its name."""
+    eval_train_crop_scale: tuple[float, float] = (0.08, 1.0)
+    eval_train_flip: bool = True
+    """Linear evaluation's training augmentation: random resized crop scale and flip."""
 
     def location(self, cfg: DictConfig, split: Split) -> tuple[str, Any]:
         """The config key and value naming where ``split`` lives."""

@@ -261,6 +261,10 @@ class DigitsBuilder(DatasetBuilder):
     eval_normalization = pretrain_normalization
     eval_crop_size = DigitsRendering.resolution
     eval_resize = "square"
+    # Linear evaluation trains on crops of half the image or more and never flips (a flipped 2
+    # is no 2), as the pretraining views do (scripts/pretrain/digits/augmentations/digits.yaml).
+    eval_train_crop_scale = (0.5, 1.0)
+    eval_train_flip = False
 
     def __init__(self, rendering: DigitsRendering = DigitsRendering()) -> None:
         self.rendering = rendering

@@ -219,10 +219,11 @@ def make_classification_transforms(
         transforms.ToTensor(),
         transforms.Normalize(builder.eval_normalization.mean, builder.eval_normalization.std),
     ]
+    flip = [transforms.RandomHorizontalFlip()] if builder.eval_train_flip else []
     train = transforms.Compose(
         [
-            transforms.RandomResizedCrop(size=size, scale=(0.08, 1.0)),
-            transforms.RandomHorizontalFlip(),
+            transforms.RandomResizedCrop(size=size, scale=builder.eval_train_crop_scale),
+            *flip,
             *normalize,
         ]
     )

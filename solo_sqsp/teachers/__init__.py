@@ -10,7 +10,13 @@ from solo_sqsp.teachers.adapter import (
     TeacherSample,
 )
 from solo_sqsp.teachers.errors import TeacherFileError, UnsafePickleError
-from solo_sqsp.teachers.loading import build_teacher, detect_kind, load_generator
+from solo_sqsp.teachers.loading import (
+    build_teacher,
+    bundled_teachers,
+    detect_kind,
+    load_generator,
+    resolve_teacher_path,
+)
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -22,6 +28,8 @@ __all__ = [
     "TeacherSample",
     "UnsafePickleError",
     "build_teacher",
+    "bundled_teachers",
     "detect_kind",
     "load_generator",
+    "resolve_teacher_path",
 ]

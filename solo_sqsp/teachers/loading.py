@@ -4,6 +4,7 @@ our own format, or a Python factory; and the one call that turns any of them int
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,31 @@ KINDS = ("auto", "stylegan2", "checkpoint", "python")
 PICKLE_PROTO = b"\x80"  # first opcode of a pickle of protocol 2 or later: NVIDIA pickles
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 PYTHON_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+ZOO_SCRIPTS = {  # public teachers, by the file name the configs expect: the script fetching them
+    "cifar10u-cifar-ada-best-fid.pkl": "zoo/cifar10.sh",
+    "cifar10.pkl": "zoo/cifar10.sh",
+}
+BUNDLED_PREFIX = "bundled:"  # teachers shipped in solo_sqsp/assets, e.g. bundled:digits_teacher.pt
+
+
+def bundled_teachers() -> list[str]:
+    """File names of the teachers that ship with the package (``solo_sqsp/assets``)."""
+    assets = importlib.resources.files("solo_sqsp") / "assets"
+    return sorted(item.name for item in assets.iterdir() if item.name.endswith(".pt"))
+
+
+def resolve_teacher_path(path: str | Path) -> str | Path:
+    """``path`` itself, or for ``bundled:NAME`` the installed file ``solo_sqsp/assets/NAME``
+    (so configs name the bundled teacher independently of the working folder)."""
+    if not str(path).startswith(BUNDLED_PREFIX):
+        return path
+    name = str(path)[len(BUNDLED_PREFIX) :]
+    if name not in bundled_teachers():
+        raise TeacherFileError(
+            f"no bundled teacher {name!r}; the package ships {bundled_teachers()} "
+            f"(write them as {BUNDLED_PREFIX}NAME)"
+        )
+    return Path(str(importlib.resources.files("solo_sqsp") / "assets" / name))
 
 
 def detect_kind(path: str | Path) -> str:
@@ -59,7 +85,9 @@ def load_generator(
     ``kind``: ``stylegan2`` an NVIDIA StyleGAN2-ADA network pickle (its ``G_ema``, read without
     running code from the file); ``checkpoint`` our teacher checkpoint; ``python`` an import
     path ``package.module:factory`` called with ``factory_kwargs``; ``auto`` by ``detect_kind``.
+    ``bundled:NAME`` names a teacher shipped with the package.
     """
+    path = resolve_teacher_path(path)
     if kind not in KINDS:
         raise ValueError(f"teacher kind {kind!r} is unknown; use one of {KINDS}")
     if kind == "auto":
@@ -93,11 +121,16 @@ def build_teacher(
 
 
 def _missing_teacher(file: Path) -> TeacherFileError:
-    return TeacherFileError(
-        f"teacher file not found: {file}; download a pretrained teacher with a script in zoo/ "
-        "(for example `bash zoo/cifar10.sh`), or pass an existing generator file or a "
-        "`package.module:factory` import path"
-    )
+    script = ZOO_SCRIPTS.get(file.name)
+    if script is not None:
+        fix = f"download it with `bash {script}` (offline: copy the file there by hand)"
+    else:
+        fix = (
+            "no public download is known for it: train a teacher with `python "
+            "scripts/teacher/train_teacher.py --data <image folder> --out <file>.pt`, or pass "
+            "your own network pickle with method_kwargs.teacher.path=<file>"
+        )
+    return TeacherFileError(f"teacher file not found: {file}; {fix}")
 
 
 def _generator_from_factory(spec: str, factory_kwargs: Mapping[str, Any]) -> nn.Module:
