@@ -7,6 +7,7 @@ draws against torchvision v2's own random transforms; and the config schema of s
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -282,15 +283,19 @@ def test_seed_determines_output():
     assert not torch.allclose(first, aug(images, generator(24)))
 
 
-def test_cpu_chunking_does_not_change_result(monkeypatch):
-    import solo_sqsp.augment.pipeline as pipeline
-
+def test_reused_scratch_memory_keeps_calls_independent():
+    """Scratch buffers are kept between calls: a later call with a smaller batch of another
+    size gives a fresh instance's result (also after a deep copy), and earlier outputs stay."""
     aug = BatchAugment.from_cfg(FULL)
-    images = torch.rand(20, 3, 32, 32, generator=generator(25))
-    whole = aug(images, generator(26))
-    monkeypatch.setattr(pipeline, "CPU_CHUNK_BYTES", 1)
-    monkeypatch.setattr(pipeline, "CPU_CHUNK_MIN_SAMPLES", 3)  # 3 samples a chunk
-    torch.testing.assert_close(aug(images, generator(26)), whole, atol=1e-6, rtol=0)
+    first_images = torch.rand(20, 3, 20, 20, generator=generator(25))
+    first = aug(first_images, generator(26))
+    kept = first.clone()
+    images = torch.rand(7, 3, 16, 16, generator=generator(27))
+    second = aug(images, generator(28))
+    assert torch.equal(first, kept)
+    assert torch.equal(second, BatchAugment.from_cfg(FULL)(images, generator(28)))
+    assert torch.equal(copy.deepcopy(aug)(images, generator(28)), second)
+    assert torch.equal(aug(first_images, generator(26)), first)
 
 
 def test_device_path_equals_host_path():

@@ -8,6 +8,8 @@ import functools
 import torch
 from torch import Tensor
 
+from solo_sqsp.augment.workspace import Workspace
+
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 """ITU-R 601 luma weights of torchvision's ``rgb_to_grayscale``."""
 
@@ -20,19 +22,38 @@ def gray_weights(channels: int, device: torch.device) -> Tensor:
     return torch.tensor(weights, device=device)
 
 
+def flat_pixels(images: Tensor) -> Tensor:
+    """``(N, C, H * W)`` view of the pixels of ``images`` stored row-major or column-major
+    (dense ``(N, C, W, H)`` seen through ``transpose(2, 3)``), in storage order: pixelwise ops
+    need no particular order. Other layouts raise ``ValueError`` (no view exists)."""
+    num, channels = images.shape[:2]
+    for candidate in (images, images.transpose(2, 3)):
+        if candidate.is_contiguous():
+            return candidate.view(num, channels, -1)
+    raise ValueError(
+        f"images with strides {images.stride()} are neither row- nor column-major; pass "
+        "images.contiguous()"
+    )
+
+
 def apply_color_affine(
     images: Tensor, matrix: Tensor, offset: Tensor | None = None, out: Tensor | None = None
 ) -> Tensor:
     """``matrix[n] @ pixel + offset[n]`` at every pixel (``(N, C, C)``, ``(N, C)``), into
-    ``out`` (contiguous, the images' shape) if given."""
-    num, channels, height, width = images.shape
-    flat = images.reshape(num, channels, height * width)
-    flat_out = None if out is None else out.view(num, channels, height * width)
+    ``out`` (the images' shape and memory layout, see ``flat_pixels``) if given."""
+    if out is None:
+        out = torch.empty_like(images, memory_format=torch.preserve_format)
+    if out.is_contiguous() != images.is_contiguous():
+        raise ValueError(
+            f"out (strides {out.stride()}) and images (strides {images.stride()}) differ in "
+            "memory layout; allocate out with torch.empty_like(images)"
+        )
+    flat, flat_out = flat_pixels(images), flat_pixels(out)
     if offset is None:
-        result = torch.bmm(matrix, flat, out=flat_out)
+        torch.bmm(matrix, flat, out=flat_out)
     else:
-        result = torch.baddbmm(offset.unsqueeze(2), matrix, flat, out=flat_out)
-    return result.view(num, channels, height, width)
+        torch.baddbmm(offset.unsqueeze(2), matrix, flat, out=flat_out)
+    return out
 
 
 def grayscale_matrix(apply: Tensor, channels: int) -> Tensor:
@@ -43,33 +64,56 @@ def grayscale_matrix(apply: Tensor, channels: int) -> Tensor:
     return torch.where(apply.view(-1, 1, 1), gray, identity)
 
 
-def adjust_hue(images: Tensor, shift: Tensor, out: Tensor | None = None) -> Tensor:
+def adjust_hue(
+    images: Tensor,
+    shift: Tensor,
+    out: Tensor | None = None,
+    workspace: Workspace | None = None,
+) -> Tensor:
     """Rotate each sample's hue by ``shift[n]`` (fractions of a turn), keeping HSV value and
     saturation: torchvision's ``adjust_hue`` (RGB -> HSV -> RGB) in closed form, into ``out``
-    (which may be ``images``) if given. Images with other than 3 channels are left as they
-    are (torchvision's behaviour).
+    (which may be ``images``) if given, with temporaries in ``workspace`` if given. Images
+    with other than 3 channels are left as they are (torchvision's behaviour).
 
-    Branch-free (comparisons, ``where`` and ``remainder`` are slow on CPUs): which channel is
-    the maximum comes from ``1 - sign(max - channel)``; the hexagonal hue ``h`` in [0, 6) from
+    Branch-free (comparisons, ``where``, ``remainder`` and arg-max are slow on CPUs): which
+    channel is the maximum comes from ``1 - sign(max - channel)``; the hexagonal hue ``h`` from
     it; and channel ``n`` of the rotated colour is ``V - C clamp(min(k, 4 - k), 0, 1)`` with
-    ``k = (h + 6 shift + 5 - 2n) mod 6``, written as ``V + C - 6 C clamp(d, 1/6, 1/3)`` where
-    ``d`` is the distance of ``(k + 1) / 6`` to the nearest integer."""
+    ``k = (h + 6 shift + 5 - 2n) mod 6``, written as ``V - 2 C + 6 C clamp(|frac(k / 6 +
+    1 / 6) - 1 / 2|, 1 / 6, 1 / 3)`` (distance to the nearest whole turn, read off the
+    fractional part)."""
     if images.shape[1] != 3:
         return images if out is None else out.copy_(images)
-    red, green, blue = images.unbind(dim=1)
-    high = torch.maximum(torch.maximum(red, green), blue)
-    chroma = high - torch.minimum(torch.minimum(red, green), blue)
-    inverse = chroma.clamp(min=1e-12).reciprocal_()  # grays: every numerator below is 0
-    not_red = torch.sign(high - red)  # 0/1 indicators of the maximum; ties: red, then green
-    is_green = torch.addcmul(not_red, torch.sign(high - green), not_red, value=-1.0)
-    is_blue = not_red - is_green
-    # h = (g - b) / C if red is the maximum, (b - r) / C + 2 if green, (r - g) / C + 4 if blue
-    numerator = (1.0 - not_red - is_blue).mul_(green - blue)
-    numerator.addcmul_(is_green - is_blue, blue - red)
-    hue = numerator.mul_(inverse).add_(is_green, alpha=2.0).add_(is_blue, alpha=4.0)
-    turns = torch.add(shift.view(-1, 1, 1), hue, alpha=1.0 / 6.0)
-    offsets = torch.arange(3, 0, -1, device=images.device, dtype=images.dtype).div_(3.0)
-    k = turns.unsqueeze(1) + offsets.view(1, 3, 1, 1)  # (k + 1) / 6 of the docstring
-    distance = k.sub_(k.round()).abs_().clamp_(1.0 / 6.0, 1.0 / 3.0)
-    base = (high + chroma).unsqueeze(1)
-    return torch.addcmul(base, chroma.unsqueeze(1), distance, value=-6.0, out=out)
+    workspace = workspace or Workspace()
+    if out is None:
+        out = torch.empty_like(images, memory_format=torch.preserve_format)
+    pixels, out_pixels = flat_pixels(images), flat_pixels(out)
+    plane_shape = (pixels.shape[0], 1, pixels.shape[2])
+
+    def plane(name: str) -> Tensor:
+        return workspace.take(f"hue_{name}", plane_shape, images.device)
+
+    red, green, blue = pixels.split(1, dim=1)
+    high = torch.amax(pixels, dim=1, keepdim=True, out=plane("high"))
+    chroma = torch.amin(pixels, dim=1, keepdim=True, out=plane("chroma"))
+    torch.sub(high, chroma, out=chroma)
+    # 0/1 indicators of the first maximal channel (torchvision's tie order): d = not red,
+    # e = green; red: d = e = 0, green: d = e = 1, blue: d = 1, e = 0
+    not_red = torch.sub(high, red, out=plane("not_red")).sign_()
+    is_green = torch.sub(high, green, out=plane("is_green")).sign_()
+    torch.addcmul(not_red, is_green, not_red, value=-1.0, out=is_green)
+    # h = (g - b) / C if red is the maximum, (b - r) / C + 2 if green, (r - g) / C + 4 if
+    # blue: ((g - b) + d (r + b - 2 g) + e (g + b - 2 r)) / C + 4 d - 2 e
+    total = torch.sum(pixels, dim=1, keepdim=True, out=plane("total"))
+    hue = torch.sub(green, blue, out=plane("hue"))
+    hue.addcmul_(not_red, torch.add(total, green, alpha=-3.0, out=plane("term")))
+    hue.addcmul_(is_green, torch.add(total, red, alpha=-3.0, out=plane("term")))
+    hue.div_(torch.clamp(chroma, min=1e-12, out=plane("term")))
+    hue.add_(not_red, alpha=4.0).add_(is_green, alpha=-2.0)
+    # k / 6 + 1 / 6 per channel, kept positive: h / 6 + shift + (2, 5 / 3, 4 / 3)
+    offsets = torch.arange(6, 3, -1, device=images.device, dtype=images.dtype).div_(3.0)
+    turns = workspace.take("hue_turns", pixels.shape, images.device)
+    torch.add(offsets.view(1, 3, 1) + shift.view(-1, 1, 1), hue, alpha=1.0 / 6.0, out=turns)
+    turns.frac_().sub_(0.5).abs_().clamp_(1.0 / 6.0, 1.0 / 3.0)
+    base = torch.add(high, chroma, alpha=-2.0, out=high)
+    torch.addcmul(base, chroma.mul_(6.0), turns, out=out_pixels)
+    return out

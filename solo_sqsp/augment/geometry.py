@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from solo_sqsp.augment.workspace import Workspace
+
 CROP_TRIALS = 10
 """torchvision's ``RandomResizedCrop`` tries 10 (area, ratio) draws before its fallback."""
 
@@ -92,37 +94,39 @@ def _filter(distance: Tensor, interpolation: str) -> Tensor:
 
 @dataclass(frozen=True)
 class CropGrid:
-    """Each sample's crop as seen by the resampling: output sample centres along rows and
-    columns ``(N, size)`` in input pixel units (torchvision: output ``i`` of a box ``[start,
-    start + length)`` sits at ``start + (i + 0.5) * length / size``; the flip reverses the
-    columns), the filter widening ``(N, 1)`` (``max(1, length / size)``: antialiasing when
-    shrinking) and which pixels lie inside the box, ``(N, H)`` / ``(N, W)`` 0/1 floats."""
+    """Each sample's crop as seen by the resampling, rows then columns (axis 1 of every
+    tensor): output sample centres ``(N, 2, size)`` in input pixel units (torchvision: output
+    ``i`` of a box ``[start, start + length)`` sits at ``start + (i + 0.5) * length / size``;
+    the flip reverses the columns), the filter widening ``(N, 2, 1)`` (``max(1, length /
+    size)``: antialiasing when shrinking), the first and last pixel inside the box ``(N, 2,
+    1)``, and the input's ``(height, width)``."""
 
-    row_centres: Tensor
-    col_centres: Tensor
-    row_widening: Tensor
-    col_widening: Tensor
-    row_inside: Tensor
-    col_inside: Tensor
+    centres: Tensor
+    widening: Tensor
+    first: Tensor
+    last: Tensor
+    in_size: tuple[int, int]
 
 
 def crop_grid(boxes: Tensor, flip: Tensor | None, height: int, width: int, size: int) -> CropGrid:
     """The ``CropGrid`` of ``(N, 4)`` boxes ``(top, left, height, width)`` resized to
-    ``size x size``, mirrored left-right where ``flip`` (``(N,)`` bool) is set."""
-    row_centres, row_widening, row_inside = _axis(boxes[:, 0], boxes[:, 2], height, size)
-    col_centres, col_widening, col_inside = _axis(boxes[:, 1], boxes[:, 3], width, size)
+    ``size x size``, mirrored left-right where ``flip`` (``(N,)`` bool) is set (the mirrored
+    columns run from the box's right edge leftwards)."""
+    outputs = torch.arange(size, device=boxes.device, dtype=boxes.dtype).add_(0.5)
+    starts, lengths = boxes[:, :2].unsqueeze(2), boxes[:, 2:].unsqueeze(2)
+    steps = lengths / size
+    origins = starts
     if flip is not None:
-        col_centres = torch.where(flip.unsqueeze(1), col_centres.flip(1), col_centres)
-    return CropGrid(row_centres, col_centres, row_widening, col_widening, row_inside, col_inside)
-
-
-def _axis(start: Tensor, length: Tensor, in_size: int, out_size: int) -> tuple[Tensor, ...]:
-    scale = (length / out_size).unsqueeze(1)
-    outputs = torch.arange(out_size, device=start.device, dtype=start.dtype)
-    centres = (outputs + 0.5) * scale + start.unsqueeze(1)
-    pixels = torch.arange(in_size, device=start.device, dtype=start.dtype)
-    inside = (pixels >= start.unsqueeze(1)) & (pixels < (start + length).unsqueeze(1))
-    return centres, scale.clamp(min=1.0), inside.to(start.dtype)
+        mirrored = torch.stack([torch.zeros_like(flip), flip], dim=1).unsqueeze(2)
+        origins = torch.where(mirrored, starts + lengths, starts)
+        steps = torch.where(mirrored, -steps, steps)
+    return CropGrid(
+        centres=torch.addcmul(origins, outputs, steps),
+        widening=(lengths / size).clamp_(min=1.0),
+        first=starts,
+        last=starts + lengths - 1.0,
+        in_size=(height, width),
+    )
 
 
 def crop_matrices(grid: CropGrid, interpolation: str = "bilinear") -> tuple[Tensor, Tensor]:
@@ -131,16 +135,71 @@ def crop_matrices(grid: CropGrid, interpolation: str = "bilinear") -> tuple[Tens
     pixels inside each box, rows summing to one. Apply with ``separable_apply``."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    rows = _weights(grid.row_centres, grid.row_widening, grid.row_inside, interpolation)
-    cols = _weights(grid.col_centres, grid.col_widening, grid.col_inside, interpolation)
+    rows, cols = (
+        _weights(grid, axis, in_size, interpolation) for axis, in_size in enumerate(grid.in_size)
+    )
     return rows, cols
 
 
-def _weights(centres: Tensor, widening: Tensor, inside: Tensor, interpolation: str) -> Tensor:
-    pixel_centres = torch.arange(inside.shape[1], device=inside.device, dtype=inside.dtype) + 0.5
-    distance = (pixel_centres - centres.unsqueeze(2)).div_(widening.unsqueeze(2))
-    weights = _filter(distance, interpolation).mul_(inside.unsqueeze(1))
+def _weights(grid: CropGrid, axis: int, in_size: int, interpolation: str) -> Tensor:
+    pixels = torch.arange(in_size, device=grid.centres.device, dtype=grid.centres.dtype)
+    first, last = grid.first[:, axis].unsqueeze(2), grid.last[:, axis].unsqueeze(2)
+    inside = (pixels >= first) & (pixels <= last)  # (N, 1, in_size)
+    distance = (pixels + 0.5 - grid.centres[:, axis].unsqueeze(2)).div_(
+        grid.widening[:, axis].unsqueeze(2)
+    )
+    weights = _filter(distance, interpolation).mul_(inside)
     return weights.div_(weights.sum(dim=2, keepdim=True))
+
+
+def can_resample_bilinear(height: int, width: int, size: int) -> bool:
+    """Whether ``resample_bilinear`` applies: no box is larger than the output (boxes lie
+    inside the input), so torchvision's antialiased bilinear filter is the plain two-tap
+    triangle."""
+    return height <= size and width <= size
+
+
+def resample_bilinear(
+    images: Tensor, grid: CropGrid, workspace: Workspace, source: Tensor | None = None
+) -> Tensor:
+    """Bilinear crop-and-resize of every sample as two gathers of two input rows each and a
+    lerp (``crop_matrices``' result, with two taps instead of a dense matmul; see
+    ``can_resample_bilinear``). Output sample ``n`` is made from ``images[source[n]]`` (default
+    ``n``), so a permutation of the batch costs nothing.
+
+    Tap positions are clamped to the box's first and last pixel centre, which is the
+    triangle filter renormalised over the pixels inside the box. Both passes gather whole rows:
+    the row pass's result is transposed in between, so the column pass's result holds each
+    image transposed. Returns it as a ``workspace`` buffer seen through ``transpose(2, 3)``:
+    the right ``(N, C, size, size)`` values, stored column-major (``color.flat_pixels``)."""
+    num, channels, height, width = images.shape
+    size = grid.centres.shape[2]
+    device = images.device
+    position = torch.clamp(grid.centres - 0.5, min=grid.first, max=grid.last)
+    low = position.floor()
+    fraction = (position - low).unsqueeze(2).unsqueeze(4)  # (N, 2 axes, 1, size, 1)
+    taps = torch.stack([low, torch.minimum(low + 1.0, grid.last)]).long()  # (2, N, 2, size)
+    planes = torch.arange(channels, device=device).view(1, channels, 1)
+    samples = torch.arange(num, device=device) if source is None else source
+    planes = planes + channels * samples.view(num, 1, 1)  # (N, C, 1): plane of (n, c)
+
+    row_index = taps[:, :, 0].unsqueeze(2) + height * planes  # (2, N, C, size)
+    row_taps = workspace.take("taps", (2, num, channels, size, width), device)
+    torch.index_select(
+        images.reshape(-1, width), 0, row_index.view(-1), out=row_taps.view(-1, width)
+    )
+    rows = workspace.take("rows", (num, channels, size, width), device)
+    torch.lerp(row_taps[0], row_taps[1], fraction[:, 0], out=rows)
+    across = workspace.take("across", (num, channels, width, size), device)
+    across.copy_(rows.transpose(2, 3))
+
+    out_planes = torch.arange(num * channels, device=device).view(num, channels, 1)
+    col_index = taps[:, :, 1].unsqueeze(2) + width * out_planes  # (2, N, C, size)
+    col_taps = workspace.take("taps", (2, num, channels, size, size), device)
+    torch.index_select(across.view(-1, size), 0, col_index.view(-1), out=col_taps.view(-1, size))
+    out = workspace.take("resampled", (num, channels, size, size), device)
+    torch.lerp(col_taps[0], col_taps[1], fraction[:, 1], out=out)
+    return out.transpose(2, 3)
 
 
 def separable_apply(images: Tensor, rows: Tensor, cols: Tensor) -> Tensor:

@@ -16,12 +16,14 @@ to run a batch, with the same result:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from solo_sqsp.augment.color import adjust_hue, gray_weights
+from solo_sqsp.augment.color import adjust_hue, flat_pixels, gray_weights
+from solo_sqsp.augment.workspace import Workspace
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 """torchvision's ``ColorJitter`` op ids (``fn_idx``); permuted per sample here."""
@@ -52,13 +54,28 @@ def sample_jitter_params(
     b), 1 + b]`` (hue ``~ U[-h, h]``) and a uniformly random order of the four ops."""
     draws = torch.rand(num, 5, generator=rng, device=device)
     applied = draws[:, 4] < prob
-    factors = []
-    for op, strength in enumerate(strengths):
-        low, high = (-strength, strength) if op == HUE else (max(0.0, 1 - strength), 1 + strength)
-        neutral = 0.0 if op == HUE else 1.0
-        factors.append(torch.where(applied, low + (high - low) * draws[:, op], neutral))
+    lows, spans, neutrals = _factor_ranges(tuple(strengths), device)
+    factors = torch.where(applied.unsqueeze(1), torch.addcmul(lows, spans, draws[:, :4]), neutrals)
     order = torch.rand(num, 4, generator=rng, device=device).argsort(dim=1)
-    return JitterParams(*factors, order=order, applied=applied)
+    return JitterParams(*factors.unbind(1), order=order, applied=applied)
+
+
+@functools.cache
+def _factor_ranges(
+    strengths: tuple[float, float, float, float], device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(4,)`` lowest factors, widths of their ranges and neutral factors of the four ops
+    (made once per device, so a call never copies from the host)."""
+    ranges = [
+        (-strength, strength) if op == HUE else (max(0.0, 1 - strength), 1 + strength)
+        for op, strength in enumerate(strengths)
+    ]
+    neutrals = [0.0 if op == HUE else 1.0 for op in range(len(strengths))]
+    return (
+        torch.tensor([low for low, _ in ranges], device=device),
+        torch.tensor([high - low for low, high in ranges], device=device),
+        torch.tensor(neutrals, device=device),
+    )
 
 
 @dataclass(frozen=True)
@@ -107,9 +124,21 @@ def color_jitter(images: Tensor, plan: JitterPlan, group_ends: list[int] | None 
     """Run ``plan`` on ``(N, C, H, W)`` images in [0, 1], returning new images: the masked way,
     or with ``group_ends`` the grouped way (images and plan already in ``jitter_groups`` order;
     ``group_ends`` counted from this batch's first sample, clipped to its size)."""
+    return color_jitter_(
+        images.clone(memory_format=torch.contiguous_format), plan, group_ends, Workspace()
+    )
+
+
+def color_jitter_(
+    images: Tensor, plan: JitterPlan, group_ends: list[int] | None, workspace: Workspace
+) -> Tensor:
+    """``color_jitter`` in place on row- or column-major ``images`` (``color.flat_pixels``),
+    temporaries in ``workspace``."""
     if group_ends is None:
-        return _masked_jitter(images, plan)
-    return _grouped_jitter(images, plan, group_ends)
+        _masked_jitter_(images, plan, workspace)
+    else:
+        _grouped_jitter_(images, plan, group_ends, workspace)
+    return images
 
 
 def _step_weights(plan: JitterPlan, channels: int) -> tuple[Tensor, Tensor]:
@@ -120,46 +149,51 @@ def _step_weights(plan: JitterPlan, channels: int) -> tuple[Tensor, Tensor]:
 
 
 def _blend_(
-    images: Tensor, scale: Tensor, gray_row: Tensor, mean_row: Tensor, with_mean: bool = True
+    images: Tensor,
+    scale: Tensor,
+    gray_row: Tensor,
+    mean_row: Tensor,
+    workspace: Workspace,
+    with_mean: bool = True,
 ) -> None:
     """One blend step in place: ``clamp(f x + a gray(x) + b mean(gray(x)))`` with per-sample
     ``scale`` ``(N,)`` and rows ``(N, 1, C)`` of ``_step_weights``; ``with_mean`` False skips
     the mean (no sample runs contrast in this step)."""
-    num, channels = images.shape[:2]
-    flat = images.view(num, channels, -1)
+    flat = flat_pixels(images)
+    target = workspace.take("blend_target", (flat.shape[0], 1, flat.shape[2]), images.device)
     if with_mean:
         offset = torch.bmm(mean_row, flat.mean(dim=2, keepdim=True))
-        target = torch.baddbmm(offset, gray_row, flat)
+        torch.baddbmm(offset, gray_row, flat, out=target)
     else:
-        target = torch.bmm(gray_row, flat)
+        torch.bmm(gray_row, flat, out=target)
     torch.addcmul(target, flat, scale.view(-1, 1, 1), out=flat).clamp_(0.0, 1.0)
 
 
-def _masked_jitter(images: Tensor, plan: JitterPlan) -> Tensor:
-    out = images.clone()
+def _masked_jitter_(images: Tensor, plan: JitterPlan, workspace: Workspace) -> None:
     gray_rows, mean_rows = _step_weights(plan, images.shape[1])
     if plan.hue is None or plan.before_hue is None:
         for step in range(_BLEND_OPS):
-            _blend_(out, plan.scale[:, step], gray_rows[:, step], mean_rows[:, step])
-        return out
+            _blend_(images, plan.scale[:, step], gray_rows[:, step], mean_rows[:, step], workspace)
+        return
     steps = torch.arange(_BLEND_OPS, device=images.device)
     before = steps < plan.before_hue.unsqueeze(1)  # (N, 3): blend op runs before the hue op
     for active in (before, ~before):
         runs = active[..., None, None]
         for step in range(_BLEND_OPS):
             _blend_(
-                out,
+                images,
                 plan.scale[:, step].masked_fill(~active[:, step], 1.0),
                 gray_rows[:, step] * runs[:, step],
                 mean_rows[:, step] * runs[:, step],
+                workspace,
             )
         if active is before:
-            adjust_hue(out, plan.hue, out=out)
-    return out
+            adjust_hue(images, plan.hue, out=images, workspace=workspace)
 
 
-def _grouped_jitter(images: Tensor, plan: JitterPlan, ends: list[int]) -> Tensor:
-    out = images.clone()
+def _grouped_jitter_(
+    images: Tensor, plan: JitterPlan, ends: list[int], workspace: Workspace
+) -> None:
     jittered = ends[_BLEND_OPS]
     gray_rows, mean_rows = _step_weights(plan, images.shape[1])
     with_mean = (plan.to_mean != 0).cumsum(0).tolist()  # contrast counts, per step
@@ -168,21 +202,22 @@ def _grouped_jitter(images: Tensor, plan: JitterPlan, ends: list[int]) -> Tensor
         if start < stop:
             contrast = with_mean[stop - 1][step] - (with_mean[start - 1][step] if start else 0)
             _blend_(
-                out[start:stop],
+                images[start:stop],
                 plan.scale[start:stop, step],
                 gray_rows[start:stop, step],
                 mean_rows[start:stop, step],
+                workspace,
                 with_mean=contrast > 0,
             )
 
     if plan.hue is None:
         for step in range(_BLEND_OPS):
             blend_rows(step, 0, jittered)
-        return out
+        return
     # blend op `step` runs before hue for the first 3 - step groups, after it for the rest
     for step in range(_BLEND_OPS):
         blend_rows(step, 0, ends[_BLEND_OPS - 1 - step])
-    adjust_hue(out[:jittered], plan.hue[:jittered], out=out[:jittered])
+    hued = images[:jittered]
+    adjust_hue(hued, plan.hue[:jittered], out=hued, workspace=workspace)
     for step in range(_BLEND_OPS):
         blend_rows(step, ends[_BLEND_OPS - 1 - step], jittered)
-    return out

@@ -12,9 +12,12 @@ A call has three stages: ``sample_params`` (all random draws), ``plan`` (what th
 mean per sample) and ``apply``. Fusions that keep torchvision's per-image result: the flip is
 folded into the crop's column resampling; blur, grayscale and normalisation are linear and
 commute, so grayscale and normalisation are one per-sample colour matrix (unless
-solarization or equalization, which are not linear, sit between them). On the CPU the batch
-runs in cache-sized chunks, sorted so that each colour-jitter step touches only the samples
-that need it (reading the group sizes back costs nothing there).
+solarization or equalization, which are not linear, sit between them). When no crop box is
+larger than the output (enlarging), the bilinear crop is two-tap gathers and lerps rather than
+dense resampling matmuls. Batch-sized temporaries live in a ``Workspace`` kept between calls.
+On the CPU the batch is sorted so that each colour-jitter step touches only the samples that
+need it (reading the group sizes back costs nothing there); the sort is folded into the crop's
+gather.
 """
 
 from __future__ import annotations
@@ -34,27 +37,23 @@ from solo_sqsp.augment.filters import blur_matrix, blur_radius, equalize, solari
 from solo_sqsp.augment.geometry import (
     INTERPOLATIONS,
     CropGrid,
+    can_resample_bilinear,
     center_square_boxes,
     crop_grid,
     crop_matrices,
+    resample_bilinear,
     sample_crop_boxes,
     separable_apply,
 )
 from solo_sqsp.augment.jitter import (
     JitterParams,
     JitterPlan,
-    color_jitter,
+    color_jitter_,
     jitter_groups,
     jitter_plan,
     sample_jitter_params,
 )
-
-CPU_CHUNK_BYTES = 1 << 19
-CPU_CHUNK_MIN_SAMPLES = 8
-"""CPU chunks of about 512 KiB of images (at least 8 samples): every pass runs in cache, and
-the temporaries stay small enough for the C allocator to reuse their memory rather than give
-it back to the system and page-fault it in again (measured: with 1 MiB chunks in a fresh
-process, page faults took a third of the time); smaller chunks cost more in per-op overhead."""
+from solo_sqsp.augment.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class AugmentPlan:
     """What one call does to each sample, as tensors with the batch first: the crop grid
     (None: the images are used as they are), jitter steps, a separate grayscale matrix (only
     when a pixelwise op follows it), blur sigmas and masks, solarize / equalize masks, final
-    colour affine. Resampling and blur matrices are built per chunk from it."""
+    colour affine. Resampling and blur matrices are built from it per call."""
 
     crop: CropGrid | None
     jitter: JitterPlan | None
@@ -121,7 +120,8 @@ class BatchAugment:
     Call with a ``torch.Generator`` on the images' device (``torch.Generator(device="cuda")``
     for CUDA images): all parameters are drawn from it, so a seed fixes the output. Input
     values are not range-checked (that would synchronise with the device); clamp first.
-    The output is float32.
+    The output is float32 and new on every call; batch-sized scratch memory is kept between
+    calls (one set per thread).
     """
 
     def __init__(
@@ -144,6 +144,7 @@ class BatchAugment:
         self.std = tuple(float(value) for value in std)
         self.interpolation = interpolation
         self._normalizers: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._workspace = Workspace()
 
     @classmethod
     def from_cfg(
@@ -274,46 +275,61 @@ class BatchAugment:
         )
 
     def apply(self, images: Tensor, plan: AugmentPlan, on_host: bool | None = None) -> Tensor:
-        """Run ``plan`` on ``images``. ``on_host`` (default: images on the CPU) runs the batch
-        in cache-sized chunks (``CPU_CHUNK_BYTES``), sorted so that each jitter step touches
-        only the samples that need it (``jitter.jitter_groups``, which reads counts back);
-        otherwise the batch runs in one piece and nothing is read back from the device."""
-        images = images.float()
-        num, channels, height, width = images.shape
-        size = self.crop_size
-        out = torch.empty(num, channels, size, size, device=images.device)
-        if not (images.device.type == "cpu" if on_host is None else on_host):
-            self._normalize(self._run(images, plan), plan, out=out)
-            return out
+        """Run ``plan`` on ``images``. ``on_host`` (default: images on the CPU) sorts the batch
+        so that each jitter step touches only the samples that need it
+        (``jitter.jitter_groups``, which reads counts back); otherwise nothing is read back
+        from the device."""
+        images = images.float().contiguous()
+        host = images.device.type == "cpu" if on_host is None else on_host
         order, group_ends = None, None
-        if plan.jitter is not None:
+        if host and plan.jitter is not None:
             order, group_ends = jitter_groups(plan.jitter)
             plan = plan.rows(order)
-        sample_bytes = 4 * channels * max(height * width, size * size)
-        chunk = max(CPU_CHUNK_MIN_SAMPLES, CPU_CHUNK_BYTES // sample_bytes)
-        for start in range(0, num, chunk):
-            stop = min(start + chunk, num)
-            chunk_plan = plan.rows(slice(start, stop))
-            if order is None or group_ends is None:
-                result = self._run(images[start:stop], chunk_plan)
-            else:
-                local_ends = [min(max(end - start, 0), stop - start) for end in group_ends]
-                chunk_images = images.index_select(0, order[start:stop])
-                result = self._run(chunk_images, chunk_plan, local_ends)
-            self._normalize(result, chunk_plan, out=out[start:stop])
-        return out if order is None else out.index_select(0, order.argsort())
+        result = self._run(images, plan, order, group_ends)
+        if order is None and result.is_contiguous():
+            return self._normalize(result, plan, out=torch.empty_like(result))
+        normalized = self._normalize(result, plan, out=self._scratch_like(result))
+        if order is None:
+            return normalized.contiguous()
+        return normalized.index_select(0, order.argsort())  # contiguous, in input order
+
+    def _scratch_like(self, images: Tensor) -> Tensor:
+        """A workspace buffer with the shape and memory layout (row- or column-major) of
+        ``images``."""
+        num, channels, height, width = images.shape
+        if images.is_contiguous():
+            return self._workspace.take("normalized", images.shape, images.device)
+        swapped = self._workspace.take("normalized", (num, channels, width, height), images.device)
+        return swapped.transpose(2, 3)
 
     def _run(
-        self, images: Tensor, plan: AugmentPlan, group_ends: list[int] | None = None
+        self,
+        images: Tensor,
+        plan: AugmentPlan,
+        order: Tensor | None = None,
+        group_ends: list[int] | None = None,
     ) -> Tensor:
-        """Everything up to the normalisation, on images in [0, 1]."""
+        """Everything up to the normalisation, on images in [0, 1], sample ``n`` of the
+        result made from ``images[order[n]]`` (default ``n``). The result may be a workspace
+        buffer, stored row- or column-major (``color.flat_pixels``); ``images`` are never
+        written."""
         size = self.crop_size
-        if plan.crop is not None:
-            images = separable_apply(images, *crop_matrices(plan.crop, self.interpolation))
-            if self.interpolation == "bicubic":
-                images = images.clamp_(0.0, 1.0)
+        _, _, height, width = images.shape
+        if plan.crop is not None and (
+            self.interpolation == "bilinear" and can_resample_bilinear(height, width, size)
+        ):
+            images = resample_bilinear(images, plan.crop, self._workspace, source=order)
+        else:
+            if order is not None:
+                images = images.index_select(0, order)
+            if plan.crop is not None:
+                images = separable_apply(images, *crop_matrices(plan.crop, self.interpolation))
+                if self.interpolation == "bicubic":
+                    images = images.clamp_(0.0, 1.0)
+            elif order is None and plan.jitter is not None:
+                images = images.clone(memory_format=torch.contiguous_format)
         if plan.jitter is not None:
-            images = color_jitter(images, plan.jitter, group_ends)
+            images = color_jitter_(images, plan.jitter, group_ends, self._workspace)
         if plan.gray is not None:
             images = apply_color_affine(images, plan.gray)
         if plan.blurred is not None and plan.blur_sigma is not None:
