@@ -1,7 +1,9 @@
 """Pretrain with solo-sqsp: ``python main_pretrain.py [--config-name NAME] [key=value ...]``.
 
 ``NAME`` is looked up under ``scripts/pretrain/`` (e.g. ``sqsp_cifar10``); the default is the
-embedded ``sqsp_digits``. Overrides are Hydra's, as in solo-learn.
+embedded ``sqsp_digits``. Overrides are Hydra's, as in solo-learn. A bad config, dataset or
+teacher stops the run before training with one line naming what is wrong (README, "Failure
+modes"); so do a non-finite loss and a failed checkpoint write, which keep earlier checkpoints.
 """
 
 import logging.config
@@ -11,7 +13,9 @@ import hydra
 from omegaconf import DictConfig
 
 import solo_sqsp  # noqa: F401  (registers ``sqsp`` in solo-learn's METHODS when importable)
+from solo_sqsp.checkpointing import CheckpointWriteError
 from solo_sqsp.config_lookup import with_config_path
+from solo_sqsp.numerics import NonFiniteError
 from solo_sqsp.pretrain import run_pretrain
 
 DEFAULT_CONFIG = "sqsp_digits"
@@ -29,7 +33,13 @@ def main(cfg: DictConfig) -> None:
     # After Hydra's job logging (disabled in the configs, which also mutes existing loggers).
     logging.config.dictConfig(LOGGING)
     logging.getLogger("solo_sqsp").setLevel(logging.INFO)
-    run_pretrain(cfg)
+    try:
+        run_pretrain(cfg)
+    except (ValueError, KeyError, NonFiniteError, CheckpointWriteError) as error:
+        # Every check of config, data and teacher raises a ValueError subclass (KeyError: an
+        # unknown method); the message names the fix, a traceback would only hide it.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise SystemExit(f"main_pretrain.py: {type(error).__name__}: {message}") from error
 
 
 if __name__ == "__main__":

@@ -127,6 +127,11 @@ def _num_classes(cfg: DictConfig) -> int:
     if explicit is not None:
         return int(explicit)
     train_path = cfg.data.train_path
+    if not os.path.exists(train_path):
+        raise ConfigError(
+            f"data.train_path={train_path!r} does not exist: fix the path to your image folder "
+            "(one sub-folder per class)"
+        )
     if not os.path.isdir(train_path):
         raise ConfigError(
             f"data.train_path={train_path!r} is not a folder: a custom dataset needs an image "

@@ -1,7 +1,10 @@
 """Pretraining run: config -> checks -> method -> Lightning fit -> ``metrics.json``.
 
 What ``main_pretrain.py`` runs. Every check that can fail (config keys, dataset folders, teacher
-file) runs before the first training step, and the run folder is created only after them.
+file, teacher vs. crop size, the teacher's first samples, the checkpoint to resume) runs before the
+first training step, and the run folder is created only after them. During the run, checkpoints
+are written atomically (``solo_sqsp.checkpointing``) and a non-finite loss stops it before the
+weights change (``solo_sqsp.numerics``).
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from solo_sqsp.config import omegaconf_select, parse_cfg
+from solo_sqsp.checkpointing import AtomicCheckpointIO
+from solo_sqsp.config import ConfigError, omegaconf_select, parse_cfg
 from solo_sqsp.data import (
     active_backend,
     has_validation_split,
@@ -29,6 +34,8 @@ from solo_sqsp.data import (
     validate_data_cfg,
 )
 from solo_sqsp.methods import ACTIVE_BASE, get_method
+from solo_sqsp.numerics import NonFiniteLossGuard
+from solo_sqsp.preflight import check_method
 from solo_sqsp.trainer_settings import lightning_settings
 
 logger = logging.getLogger("solo_sqsp")
@@ -48,13 +55,28 @@ def steps_per_epoch(num_real: int, cfg: DictConfig, world_size: int) -> int:
     return max(1, num_real // (cfg.optimizer.batch_size * world_size))
 
 
-def run_pretrain(cfg: DictConfig) -> dict[str, Any]:
-    """Pretrain as configured; return the final metrics (also written to ``metrics.json``)."""
+def check_resume_path(cfg: DictConfig) -> None:
+    """Raise ConfigError unless ``resume_from_checkpoint`` is unset or an existing file."""
+    path = omegaconf_select(cfg, "resume_from_checkpoint")
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(
+            f"resume_from_checkpoint={path} is not a file; pass a .ckpt of an earlier run "
+            "(<checkpoint.dir>/<method>/<name>-<id>/last.ckpt) or leave it unset"
+        )
+
+
+def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Pretrain as configured; return the final metrics (also written to ``metrics.json``).
+
+    ``callbacks`` are added to the Trainer's own (checkpointing, progress bar, non-finite loss).
+    """
     OmegaConf.set_struct(cfg, False)
     cfg = parse_cfg(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    check_resume_path(cfg)
     validate_data_cfg(cfg, "pretrain")
     model = get_method(cfg.method)(cfg)
+    check_method(model, cfg)
     if not omegaconf_select(cfg, "performance.disable_channel_last", False):
         model = model.to(memory_format=torch.channels_last)  # as solo-learn's main_pretrain
     logger.info(
@@ -89,9 +111,13 @@ def run_pretrain(cfg: DictConfig) -> dict[str, Any]:
             omegaconf_select(cfg, "limit_train_batches") or sys.maxsize,
         ),
         limit_val_batches=omegaconf_select(cfg, "limit_val_batches") or 1.0,
-        callbacks=[checkpointing, TQDMProgressBar(refresh_rate=1)]
-        if cfg.checkpoint.enabled
-        else [TQDMProgressBar(refresh_rate=1)],
+        callbacks=[
+            NonFiniteLossGuard(),
+            TQDMProgressBar(refresh_rate=1),
+            *([checkpointing] if cfg.checkpoint.enabled else []),
+            *callbacks,
+        ],
+        plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(run_dir, name="", version=""),
         enable_checkpointing=bool(cfg.checkpoint.enabled),
         num_sanity_val_steps=0,

@@ -44,6 +44,8 @@ SMALL = [
     "++limit_train_batches=2",
     "++limit_val_batches=1",
 ]
+# The 32 px test teacher serves the 64 and 96 px configs only when up-sampling is allowed.
+UPSAMPLE_TEACHER = "++method_kwargs.teacher.allow_upsampling=True"
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
@@ -149,7 +151,11 @@ def test_stl10_at_64px(tmp_path, monkeypatch, teacher_file) -> None:
     trust_checksums(monkeypatch, STL10, standin)
     data = [f"data.train_path={standin.root}", f"data.val_path={standin.root}"]
     metrics = pretrain(
-        "stl10/sqsp_stl10", data, teacher_file, tmp_path / "runs", ["optimizer.batch_size=8"]
+        "stl10/sqsp_stl10",
+        data,
+        teacher_file,
+        tmp_path / "runs",
+        ["optimizer.batch_size=8", UPSAMPLE_TEACHER],
     )
     check_run(metrics)
 
@@ -163,7 +169,9 @@ def test_imagenet_folders_with_resnet50(tmp_path, teacher_file, name, num_classe
     train = write_image_folder(tmp_path / "train", classes, per_class=1, size=(24, 24))
     val = write_image_folder(tmp_path / "val", classes, per_class=1, size=(24, 24), seed=1)
     data = [f"data.train_path={train}", f"data.val_path={val}"]
-    metrics = pretrain(name, data, teacher_file, tmp_path / "runs", ["optimizer.batch_size=4"])
+    metrics = pretrain(
+        name, data, teacher_file, tmp_path / "runs", ["optimizer.batch_size=4", UPSAMPLE_TEACHER]
+    )
     check_run(metrics)
 
 

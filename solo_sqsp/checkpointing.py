@@ -1,0 +1,116 @@
+"""Atomic checkpoint writes: a crash, a full disk or an unwritable folder never leaves a
+half-written checkpoint in place of a good one.
+
+Lightning's ``TorchCheckpointIO`` writes straight to the target path, so an error during the
+write truncates the previous ``last.ckpt``. ``AtomicCheckpointIO`` writes to a temporary file in
+the same folder, flushes and fsyncs it, then ``os.replace``s it onto the target (a rename within
+one file system is atomic on POSIX and Windows): the target holds either the old or the new
+checkpoint, whole. A failed write raises ``CheckpointWriteError`` naming the path, the cause,
+the checkpoints still intact and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+CHECKPOINT_SUFFIX = ".ckpt"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the checkpoints written before are intact."""
+
+
+def temporary_path(target: Path) -> Path:
+    """The hidden file a checkpoint is first written to: same folder, name unique per process."""
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def write_atomically(payload: Any, target: str | os.PathLike[str]) -> None:
+    """``torch.save(payload)`` to ``target`` through a temporary file, fsync and ``os.replace``;
+    the folder is created when missing. The payload is serialised in memory first, so an object
+    that cannot be saved raises before any file is touched. A failed write (OSError: disk full,
+    file too large, no permission) removes the temporary file, leaves the old ``target`` (if any)
+    untouched and raises ``CheckpointWriteError`` saying why and what to do."""
+    target = Path(target)
+    temporary = temporary_path(target)
+    buffer = io.BytesIO()  # serialise first: torch's zip writer turns OS errors into RuntimeError
+    torch.save(payload, buffer)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as stream:
+            stream.write(buffer.getbuffer())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+        _fsync_folder(target.parent)
+    except OSError as err:
+        raise CheckpointWriteError(_write_failure_message(target, err)) from err
+    finally:
+        with contextlib.suppress(OSError):  # never hide the error above behind this one
+            temporary.unlink(missing_ok=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO (``Trainer(plugins=[AtomicCheckpointIO()])``) whose saves are
+    atomic (``write_atomically``); loading and removal are Lightning's."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        write_atomically(checkpoint, path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (POSIX); folders cannot be opened for fsync on Windows."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_failure_message(target: Path, err: OSError) -> str:
+    cause = err.strerror or str(err)
+    if err.errno is not None and err.errno in errno.errorcode:
+        cause = f"{cause} [{errno.errorcode[err.errno]}]"
+    if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        fix = "free disk space (or raise the file size limit / quota)"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make {target.parent} writable"
+    else:
+        fix = f"check that {target.parent} is a writable folder with free space"
+    folder = target.parent
+    intact = (
+        sorted(
+            path.name
+            for path in folder.glob(f"*{CHECKPOINT_SUFFIX}")
+            if not path.name.startswith(".")
+        )
+        if folder.is_dir()
+        else []
+    )
+    kept = (
+        f"the checkpoints already in {folder} are intact ({', '.join(intact)})"
+        if intact
+        else f"no earlier checkpoint exists in {folder}"
+    )
+    resume_from = "last.ckpt" if "last.ckpt" in intact else (intact[-1] if intact else None)
+    resume = (
+        f", then resume with resume_from_checkpoint={folder / resume_from}" if resume_from else ""
+    )
+    return (
+        f"could not write checkpoint {target}: {cause}; {kept}. Fix: {fix} or set "
+        f"checkpoint.dir to another folder{resume}"
+    )
