@@ -1,0 +1,127 @@
+"""Choose the synthetic-sample source of a run from ``method_kwargs.synthetic``.
+
+Two sources serve the same ``SyntheticBatch`` (views, pooled teacher features, images):
+
+- ``source: live`` (default): ``solo_sqsp.synthetic.SyntheticSource``, fresh latents through the
+  generator every step (the paper's setting, Sec. 3.2): infinitely many samples, the generator
+  runs once per step.
+- ``source: bank``: ``solo_sqsp.teacher_bank.BankSource``, ``bank_size`` samples drawn once,
+  their images (uint8) and pooled features (fp16) stored in memory-mapped files and served like a
+  dataset (shuffled passes, fresh per-sample augmentation every time): the generator runs once
+  per sample, not once per step.
+
+Keys of ``method_kwargs.synthetic`` (defaults in ``SYNTHETIC_DEFAULTS``):
+
+``source``            ``"live"`` or ``"bank"``.
+``bank_size``         samples in the bank (50000, one CIFAR-10 train split's worth).
+``bank_path``         the bank directory; ``null``: ``synthetic_banks/<fingerprint>-n<size>-seed
+                      <bank_seed>`` under the working directory (a run directory under Hydra).
+``bank_seed``         seed of the bank's latents; ``null``: the run's ``seed``.
+``bank_build_batch``  generator batch while building (256); fixed by the first build.
+``bank_verify``       check every chunk's CRC-32 when the bank is opened (true).
+
+A missing bank is built on first use (progress bar, resumable, see ``solo_sqsp.teacher_bank``);
+an existing one must match the teacher's fingerprint. Keys of the mapping that do not start with
+``bank_`` (and are not ``source``) are left to the caller; an unknown ``bank_*`` key is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from solo_sqsp.augment import BatchAugment
+from solo_sqsp.synthetic import SyntheticBatch, SyntheticSource
+from solo_sqsp.teacher_bank import BankSource, ensure_bank, teacher_record
+from solo_sqsp.teachers import GeneratorTeacher
+
+SOURCES = ("live", "bank")
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    "source": "live",
+    "bank_size": 50000,
+    "bank_path": None,
+    "bank_seed": None,
+    "bank_build_batch": 256,
+    "bank_verify": True,
+}
+DEFAULT_BANK_ROOT = "synthetic_banks"
+
+
+class SyntheticStream(Protocol):
+    """What a method needs of a synthetic source."""
+
+    def next_batch(self) -> SyntheticBatch: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def synthetic_settings(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``SYNTHETIC_DEFAULTS`` updated with ``spec`` (a dict or ``DictConfig``; None = defaults),
+    checked: a known ``source`` and no unknown ``bank_*`` key."""
+    given = dict(spec.items()) if spec is not None else {}
+    unknown = sorted(
+        key for key in given if key.startswith("bank_") and key not in SYNTHETIC_DEFAULTS
+    )
+    if unknown:
+        raise ValueError(
+            f"method_kwargs.synthetic has unknown keys {unknown}; the bank keys are "
+            f"{sorted(k for k in SYNTHETIC_DEFAULTS if k.startswith('bank_'))}"
+        )
+    settings = {**SYNTHETIC_DEFAULTS, **{k: v for k, v in given.items() if k in SYNTHETIC_DEFAULTS}}
+    if settings["source"] not in SOURCES:
+        raise ValueError(
+            f"method_kwargs.synthetic.source={settings['source']!r} is unknown; use one of "
+            f"{SOURCES}"
+        )
+    return settings
+
+
+def build_synthetic_source(
+    spec: Mapping[str, Any] | None,
+    teacher: GeneratorTeacher,
+    *,
+    batch_size: int,
+    augment: BatchAugment | None,
+    num_views: int = 1,
+    crop_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    seed: int = 0,
+    rank: int = 0,
+) -> SyntheticStream:
+    """The source ``spec`` asks for (see the module docstring), drawing ``batch_size`` samples
+    a step with ``num_views`` views each, on the teacher's device; ``seed``/``rank`` select the
+    per-rank random stream (``crop_size``/``mean``/``std`` apply when ``augment`` is None)."""
+    settings = synthetic_settings(spec)
+    common = dict(
+        batch_size=batch_size,
+        augment=augment,
+        num_views=num_views,
+        seed=seed,
+        rank=rank,
+        crop_size=crop_size,
+        mean=mean,
+        std=std,
+    )
+    if settings["source"] == "live":
+        return SyntheticSource(teacher, **common)
+
+    bank_seed = seed if settings["bank_seed"] is None else int(settings["bank_seed"])
+    record = teacher_record(teacher)
+    path = settings["bank_path"]
+    if path is None:
+        name = f"{record['fingerprint'][:16]}-n{settings['bank_size']}-seed{bank_seed}"
+        path = Path(DEFAULT_BANK_ROOT) / name
+    bank = ensure_bank(
+        Path(path),
+        teacher,
+        size=int(settings["bank_size"]),
+        seed=bank_seed,
+        build_batch=int(settings["bank_build_batch"]),
+        verify=bool(settings["bank_verify"]),
+        record=record,
+    )
+    return BankSource(bank, teacher.device, **common)
