@@ -6,8 +6,9 @@ solo-learn, ``solo-learn`` fails loudly when it cannot be imported. A solo-learn
 found but fails to import (a missing dependency such as timm or scipy) is reported in a warning
 naming the error before falling back; any error other than ImportError propagates.
 
-On solo-learn, ``BaseMethod`` is solo-learn's with two adjustments so both bases train the same
-network and stay usable: the ResNet backbone comes from ``solo_sqsp.backbones`` (``backbone.
+On solo-learn, ``BaseMethod`` and every solo-learn method ``get_method`` serves (``vicreg``,
+``simsiam``, ...) get two adjustments (``on_solo_learn``) so both bases train the same network and
+stay usable: the ResNet backbone comes from ``solo_sqsp.backbones`` (``backbone.
 cifar_stem``, also for ``digits``), and the online k-NN is ``solo_sqsp.knn`` (solo-learn's passes
 ``compute_on_step``, which current torchmetrics rejects).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from typing import Any
 
 import omegaconf
 
@@ -24,6 +26,7 @@ from solo_sqsp.backbones import BACKBONES, build_backbone, uses_cifar_stem
 from solo_sqsp.config import omegaconf_select
 from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.methods import builtin_base
+from solo_sqsp.methods.domains import with_domain
 
 __all__ = [
     "ACTIVE_BASE",
@@ -32,6 +35,7 @@ __all__ = [
     "get_method",
     "omegaconf_select",
     "register_method",
+    "set_method_defaults",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,50 +73,79 @@ _SOLO_BASE, SOLO_METHODS = _import_solo_learn()
 ACTIVE_BASE = "builtin" if _SOLO_BASE is None else "solo-learn"
 
 
-if _SOLO_BASE is None:
-    BaseMethod = builtin_base.BaseMethod
-else:
+class _SoloLearnAdjustments:
+    """What ``on_solo_learn`` adds to a solo-learn method class (see the module docstring)."""
 
-    class BaseMethod(_SOLO_BASE):
-        """solo-learn's ``BaseMethod`` with this project's ResNet backbones and k-NN metric."""
-
-        def __init__(self, cfg: omegaconf.DictConfig) -> None:
-            cfg = self.add_and_assert_specific_cfg(cfg)
-            knn_enabled = cfg.knn_eval.enabled
-            cfg.knn_eval.enabled = False  # solo-learn's k-NN does not construct: use ours
-            try:
-                super().__init__(cfg)
-            finally:
-                cfg.knn_eval.enabled = knn_enabled
-            self.knn_eval = knn_enabled
-            if knn_enabled:
-                self.knn = WeightedKNNClassifier(
-                    k=self.knn_k, distance_fx=cfg.knn_eval.distance_func
+    def __init__(self, cfg: omegaconf.DictConfig) -> None:
+        cfg = self.add_and_assert_specific_cfg(cfg)
+        knn_enabled = cfg.knn_eval.enabled
+        cfg.knn_eval.enabled = False  # solo-learn's k-NN does not construct: use ours
+        try:
+            super().__init__(cfg)
+        finally:
+            cfg.knn_eval.enabled = knn_enabled
+        self.knn_eval = knn_enabled
+        if knn_enabled:
+            self.knn = WeightedKNNClassifier(k=self.knn_k, distance_fx=cfg.knn_eval.distance_func)
+        if self.backbone_name in BACKBONES:
+            self.backbone, features_dim = build_backbone(
+                self.backbone_name,
+                cifar_stem=cfg.backbone.cifar_stem,
+                **omegaconf.OmegaConf.to_container(cfg.backbone.kwargs),
+            )
+            if features_dim != self.features_dim:  # heads were sized by solo-learn's backbone
+                raise ValueError(
+                    f"backbone {self.backbone_name}: this project's build has {features_dim}-d "
+                    f"features, solo-learn's {self.features_dim}-d; use a solo-learn backbone name"
                 )
-            if self.backbone_name in BACKBONES:
-                self.backbone, self.features_dim = build_backbone(
-                    self.backbone_name,
-                    cifar_stem=cfg.backbone.cifar_stem,
-                    **omegaconf.OmegaConf.to_container(cfg.backbone.kwargs),
-                )
 
+    def on_validation_epoch_end(self) -> None:
+        """solo-learn's logging, then empty the k-NN banks (ours never reset themselves)."""
+        super().on_validation_epoch_end()
+        if self.knn_eval:
+            self.knn.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop solo-learn's ``static_lr`` patch (a ``functools.partial`` stored as the
+        scheduler's ``get_lr``) from the scheduler states, so ``torch.load(weights_only=True)``
+        (our evaluation, solo-learn's ``main_linear.py``) reads the checkpoint; a resumed run gets
+        the patch back from ``configure_optimizers``."""
+        super().on_save_checkpoint(checkpoint)
+        for state in checkpoint.get("lr_schedulers", []):
+            state.pop("get_lr", None)
+
+
+def on_solo_learn(method: type) -> type:
+    """solo-learn's ``method`` (``BaseMethod`` or any of its methods) with this project's ResNet
+    backbones (``backbone.cifar_stem``) and k-NN metric."""
+
+    class Adjusted(_SoloLearnAdjustments, method):
         @staticmethod
         def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
             """solo-learn's defaults plus ``backbone.cifar_stem`` resolved to a bool."""
-            cfg = _SOLO_BASE.add_and_assert_specific_cfg(cfg)
+            cfg = method.add_and_assert_specific_cfg(cfg)
             omegaconf.OmegaConf.update(
                 cfg, "backbone.cifar_stem", uses_cifar_stem(cfg), force_add=True
             )
             return cfg
 
-        def on_validation_epoch_end(self) -> None:
-            """solo-learn's logging, then empty the k-NN banks (ours never reset themselves)."""
-            super().on_validation_epoch_end()
-            if self.knn_eval:
-                self.knn.reset()
+    Adjusted.__name__ = Adjusted.__qualname__ = method.__name__
+    Adjusted.__doc__ = f"solo-learn's {method.__name__} with this project's backbones and k-NN."
+    return Adjusted
+
+
+BaseMethod = builtin_base.BaseMethod if _SOLO_BASE is None else on_solo_learn(_SOLO_BASE)
 
 
 METHODS: dict[str, type] = {"base": BaseMethod}
+
+
+def set_method_defaults(cfg: omegaconf.DictConfig, defaults: dict[str, Any]) -> None:
+    """``method_kwargs.<key> = value`` for every (dotted) key of ``defaults`` unset in ``cfg``."""
+    for key, value in defaults.items():
+        omegaconf.OmegaConf.update(
+            cfg, f"method_kwargs.{key}", omegaconf_select(cfg, f"method_kwargs.{key}", value)
+        )
 
 
 def register_method(name: str, cls: type) -> type:
@@ -124,10 +157,13 @@ def register_method(name: str, cls: type) -> type:
 
 
 def get_method(name: str) -> type:
-    """The method class registered as ``name`` (ours first, then solo-learn's own methods)."""
+    """The method class registered as ``name``: ours first, then any of solo-learn's own methods,
+    adjusted (``on_solo_learn``) and with the ``method_kwargs.synthetic.domain`` option
+    (``solo_sqsp.methods.domains``)."""
     if name in METHODS:
         return METHODS[name]
     if SOLO_METHODS is not None and name in SOLO_METHODS:
-        return SOLO_METHODS[name]
+        METHODS[name] = with_domain(on_solo_learn(SOLO_METHODS[name]))
+        return METHODS[name]
     known = sorted({*METHODS, *(SOLO_METHODS or {})})
     raise KeyError(f"method {name!r} is not registered (base: {ACTIVE_BASE}); known: {known}")

@@ -1,0 +1,43 @@
+"""Table 5 (ablation) of the paper in miniature, on the embedded digits.
+
+Rows a-f (``scripts/pretrain/digits/ablation_<row>_digits.yaml``): (a) vanilla distillation of
+the concatenated generator features without augmentation, (b) with augmentation, (c) with the
+squeeze module and the MSE alone, which collapses (the paper: chance accuracy; here the
+projector outputs' per-dimension std goes to ~0), (d) plus the variance term, (e) plus the
+covariance term (Squeeze), (f) plus span on real data (Squeeze and Span). Same budget, seeds and
+evaluation as ``table2.py``; the "output std" column (mean per-dimension std of the projector
+outputs on validation images) is the collapse check. Examples:
+    python benchmarks/table5.py --threads 2 --out table5.json      # full: about 60 min, 2 cores
+    python benchmarks/table5.py --quick --out /tmp/table5.json     # smoke: under a minute
+"""
+
+from __future__ import annotations
+
+from table2 import FULL, QUICK
+from table_rows import Row, parse_args, run_table
+
+ROWS = (
+    Row("a: vanilla distillation, no aug", "ablation_a_digits", "sqsp", "syn"),
+    Row("b: + augmentation", "ablation_b_digits", "sqsp", "syn"),
+    Row("c: + squeeze, MSE only", "ablation_c_digits", "sqsp", "syn"),
+    Row("d: + variance", "ablation_d_digits", "sqsp", "syn"),
+    Row("e: + covariance (Squeeze)", "ablation_e_digits", "sqsp", "syn"),
+    Row("f: + span (Sq & Sp)", "ablation_f_digits", "sqsp", "real+syn"),
+)
+
+
+def main() -> None:
+    args, budget = parse_args(__doc__.split("\n\n")[0], FULL, QUICK)
+    title = "Table 5 (digits): ablation of squeeze and span"
+    run_table(
+        title,
+        ROWS,
+        args,
+        budget,
+        first_columns=("row",),
+        domain_label=lambda row: row.label,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""Shared runner of the paper's tables in miniature (``table2.py``, ``table5.py``).
+
+A row is a pretraining config of ``scripts/pretrain/digits/`` (one yaml per row). Every row of a
+table trains with the same budget (epochs, batch, projector widths) through ``run_pretrain``,
+the code ``main_pretrain.py`` runs, for each seed; then its frozen backbone is loaded with
+``solo_sqsp.evaluation.load_frozen_backbone`` and probed on the embedded digits' validation split
+with the probes of ``digits_floors.py``: linear top-1 with every training label, linear top-1
+with 10 labels per class, and weighted k-NN top-1 (``solo_sqsp.knn``). The mean per-dimension
+std of the projector outputs on the validation images (``output_std``: 0 for a collapse to a
+constant, about 1 under the variance term) shows collapses (see ``projector_spread``).
+Floors (raw pixels, random-init ResNet18, optionally the supervised ceiling) come from
+``digits_floors.py``'s functions or its ``--out`` JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from digits_floors import features, knn_top1, linear_top1, normalised
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from solo_sqsp.backbones import build_backbone
+from solo_sqsp.config_lookup import REPO_ROOT
+from solo_sqsp.data.digits import NUM_CLASSES, load_embedded_digits
+from solo_sqsp.evaluation import load_frozen_backbone
+from solo_sqsp.methods import get_method
+from solo_sqsp.methods.simsiam import output_std
+from solo_sqsp.pretrain import run_dir_for, run_pretrain
+
+CONFIG_DIR = REPO_ROOT / "scripts" / "pretrain" / "digits"
+METRICS = ("linear_top1", "linear10_top1", "knn_top1", "output_std", "output_std_normalized")
+SHOWN = {
+    "linear_top1": "linear top-1",
+    "linear10_top1": "linear top-1 (10/class)",
+    "knn_top1": "k-NN top-1",
+    "output_std": "output std",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: its label, its config and what it reports as ``method``/``domain``."""
+
+    label: str
+    config: str
+    method: str
+    domain: str
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every row of a table gets: epochs, batch, projector width (all hidden and output
+    widths; kept where a row fixes it, e.g. vanilla distillation), steps cap, evaluation cap."""
+
+    epochs: int
+    batch_size: int
+    width: int
+    seeds: tuple[int, ...]
+    max_steps: int | None = None
+    eval_images: int | None = None
+    warmup_epochs: float | None = None
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+
+def compose_row(row: Row, budget: Budget, seed: int, out_dir: Path) -> DictConfig:
+    """The row's config with the table's budget applied."""
+    overrides = [
+        f"max_epochs={budget.epochs}",
+        f"optimizer.batch_size={budget.batch_size}",
+        f"++seed={seed}",
+        f"++method_kwargs.seed={seed}",
+        f"checkpoint.dir={out_dir}",
+        f"checkpoint.frequency={budget.epochs}",  # one checkpoint per run, at the end
+        f"++run_id=seed{seed}",
+        "knn_eval.enabled=False",  # the offline k-NN below replaces the online one
+        "++limit_val_batches=1",
+        *budget.extra,
+    ]
+    if budget.max_steps is not None:
+        overrides.append(f"++limit_train_batches={budget.max_steps}")
+    if budget.warmup_epochs is not None:
+        overrides.append(f"scheduler.warmup_epochs={budget.warmup_epochs}")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.2"):
+        cfg = compose(row.config, overrides=overrides)
+    OmegaConf.set_struct(cfg, False)
+    kwargs = cfg.method_kwargs
+    if cfg.method == "sqsp":
+        if kwargs.squeeze.depth > 0:  # depth 0: the output width is the teacher features'
+            kwargs.squeeze.hidden_dim = kwargs.squeeze.out_dim = budget.width
+            kwargs.proj_output_dim = budget.width
+    else:
+        kwargs.proj_hidden_dim = kwargs.proj_output_dim = budget.width
+        if cfg.method == "simsiam":
+            kwargs.pred_hidden_dim = max(budget.width // 4, 8)
+    return cfg
+
+
+@dataclass
+class EvalData:
+    """The embedded digits, normalised for evaluation (optionally a class-stratified prefix)."""
+
+    train_x: Tensor
+    train_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+
+    @classmethod
+    def load(cls, limit: int | None) -> EvalData:
+        """Both splits; with ``limit``, a fixed random ``limit`` images of each."""
+        digits = load_embedded_digits()
+        parts = []
+        for split in (digits.train, digits.val):
+            x, y = normalised(split.images), torch.from_numpy(split.targets)
+            if limit:
+                kept = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:limit]
+                x, y = x[kept], y[kept]
+            parts += [x, y]
+        return cls(*parts)
+
+
+def few_labels(targets: Tensor, per_class: int, seed: int) -> Tensor:
+    """Indexes of ``per_class`` random training samples of every class."""
+    rng = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in targets.unique():
+        members = (targets == label).nonzero().flatten()
+        chosen.append(members[torch.randperm(len(members), generator=rng)[:per_class]])
+    return torch.cat(chosen)
+
+
+def probe(train: Tensor, val: Tensor, data: EvalData, seed: int) -> dict[str, float]:
+    """Linear (all labels, 10 per class) and k-NN top-1 (%) of frozen features."""
+    subset = few_labels(data.train_y, 10, seed)
+    return {
+        "linear_top1": linear_top1(train, data.train_y, val, data.val_y),
+        "linear10_top1": linear_top1(train[subset], data.train_y[subset], val, data.val_y),
+        "knn_top1": knn_top1(train, data.train_y, val, data.val_y),
+    }
+
+
+@torch.no_grad()
+def projector_spread(run_dir: Path, images: Tensor) -> dict[str, float]:
+    """Spread of the trained method's projector outputs ``z`` on ``images``: ``output_std``, the
+    mean per-dimension std of ``z`` (0 for a collapse to a constant; the variance term keeps it
+    near 1), and ``output_std_normalized``, the same of the L2-normalised ``z`` times sqrt(D)
+    (SimSiam's monitor: 0 for a collapse to one direction, about 1 when spread out)."""
+    cfg = OmegaConf.create(json.loads((run_dir / "args.json").read_text()))
+    model = get_method(cfg.method)(cfg)
+    state = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    z = torch.cat([model(chunk)["z"] for chunk in images.split(512)])
+    return {
+        "output_std": float(z.std(dim=0).mean()),
+        "output_std_normalized": float(output_std(z)) * math.sqrt(z.shape[1]),
+    }
+
+
+def run_row(row: Row, budget: Budget, seed: int, data: EvalData, out_dir: Path) -> dict[str, Any]:
+    """Pretrain ``row`` with ``seed``, then probe its frozen backbone."""
+    cfg = compose_row(row, budget, seed, out_dir / row.config)
+    shutil.rmtree(run_dir_for(cfg), ignore_errors=True)  # a stale last.ckpt would be read below
+    start = time.perf_counter()
+    metrics = run_pretrain(cfg)
+    train_seconds = time.perf_counter() - start
+    run_dir = Path(metrics["run_dir"])
+    frozen = load_frozen_backbone(
+        OmegaConf.create({"pretrained_feature_extractor": str(run_dir)})
+    ).module
+    result = probe(features(frozen, data.train_x), features(frozen, data.val_x), data, seed)
+    result.update(projector_spread(run_dir, data.val_x))
+    result.update(seed=seed, steps=metrics["steps"], train_seconds=round(train_seconds, 1))
+    print(f"{row.label} seed {seed}: {result}", flush=True)
+    return result
+
+
+def summarise(row: Row, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std (0 for one seed) over seeds of every metric, plus the per-seed results."""
+    summary: dict[str, Any] = {
+        "label": row.label,
+        "config": row.config,
+        "method": row.method,
+        "domain": row.domain,
+    }
+    for metric in (*METRICS, "train_seconds"):
+        values = [run[metric] for run in runs]
+        summary[f"{metric}_mean"] = statistics.fmean(values)
+        summary[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    summary["seeds"] = runs
+    return summary
+
+
+def compute_floors(data: EvalData, seed: int, floors_json: str | None) -> dict[str, Any]:
+    """``digits_floors.py``'s rows from its JSON, else raw pixels and a random-init ResNet18."""
+    if floors_json:
+        return json.loads(Path(floors_json).read_text())["rows"]
+    torch.manual_seed(seed)
+    random_backbone, _ = build_backbone("resnet18", cifar_stem=True)
+    return {
+        "raw pixels": probe(data.train_x.flatten(1), data.val_x.flatten(1), data, seed),
+        "random-init ResNet18": probe(
+            features(random_backbone, data.train_x),
+            features(random_backbone, data.val_x),
+            data,
+            seed,
+        ),
+    }
+
+
+def markdown(
+    rows: list[dict[str, Any]], floors: dict[str, Any], first_columns: Sequence[str]
+) -> str:
+    """The table: one line per row (mean +- std over seeds), then the floors."""
+    header = [*first_columns, *SHOWN.values()]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def cell(row: dict[str, Any], metric: str) -> str:
+        digits = 2 if metric.startswith("output") else 1
+        return f"{row[f'{metric}_mean']:.{digits}f} ± {row[f'{metric}_std']:.{digits}f}"
+
+    for row in rows:
+        firsts = [row["domain_label"], row["label"]][: len(first_columns)]
+        lines.append("| " + " | ".join([*firsts, *(cell(row, m) for m in SHOWN)]) + " |")
+    for name, floor in floors.items():
+        values = [floor.get(m) for m in ("linear_top1", "linear10_top1", "knn_top1")]
+        shown = [f"{v:.1f}" if isinstance(v, (int, float)) else "–" for v in values]
+        padding = [""] * (len(first_columns) - 1)
+        lines.append("| " + " | ".join([*padding, f"floor: {name}", *shown, "–"]) + " |")
+    return "\n".join(lines)
+
+
+def bar_plot(rows: list[dict[str, Any]], floors: dict[str, Any], path: Path, title: str) -> None:
+    """Grouped bars (linear, linear 10/class, k-NN) with std error bars; floors as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("linear_top1", "linear10_top1", "knn_top1")
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
+    for i, metric in enumerate(metrics):
+        xs = [j + (i - 1) * width for j in range(len(rows))]
+        ax.bar(
+            xs,
+            [row[f"{metric}_mean"] for row in rows],
+            width,
+            yerr=[row[f"{metric}_std"] for row in rows],
+            label=metric.replace("_top1", "").replace("linear10", "linear 10/class"),
+        )
+    for name, floor in floors.items():
+        if "linear_top1" in floor:
+            ax.axhline(floor["linear_top1"], linestyle="--", linewidth=1, color="gray")
+            ax.text(len(rows) - 0.5, floor["linear_top1"], f" {name}", fontsize=7, va="bottom")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([row["label"] for row in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(description: str, full: Budget, quick: Budget) -> tuple[argparse.Namespace, Budget]:
+    """Common flags; returns the arguments and the budget they select."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, a few steps")
+    parser.add_argument("--epochs", type=int, help=f"pretraining epochs (default {full.epochs})")
+    parser.add_argument("--seeds", type=int, nargs="+", help=f"default {list(full.seeds)}")
+    parser.add_argument("--max-steps", type=int, help="cap on training steps per epoch")
+    parser.add_argument("--rows", nargs="+", help="only these row configs")
+    parser.add_argument("--floors", help="digits_floors.py --out JSON (adds the supervised row)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--work-dir", default="table_runs", help="checkpoints of every run")
+    parser.add_argument("--md", help="markdown output (default: <out stem>.md)")
+    parser.add_argument("--plot", help="bar plot PNG (default: <out stem>.png)")
+    parser.add_argument("--out", help="JSON results")
+    args = parser.parse_args()
+    budget = quick if args.quick else full
+    if args.epochs is not None:
+        budget = replace(budget, epochs=args.epochs)
+    if args.seeds:
+        budget = replace(budget, seeds=tuple(args.seeds))
+    if args.max_steps:
+        budget = replace(budget, max_steps=args.max_steps)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args, budget
+
+
+def run_table(
+    title: str,
+    rows: Sequence[Row],
+    args: argparse.Namespace,
+    budget: Budget,
+    first_columns: Sequence[str],
+    domain_label: Callable[[Row], str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train and probe every row for every seed; print and write the markdown, plot and JSON."""
+    selected = [row for row in rows if not args.rows or row.config in args.rows]
+    if not selected:
+        raise SystemExit(f"--rows matches none of {[row.config for row in rows]}")
+    data = EvalData.load(budget.eval_images)
+    out_dir = Path(args.work_dir)
+    start = time.perf_counter()
+    results = []
+    for row in selected:
+        runs = [run_row(row, budget, seed, data, out_dir) for seed in budget.seeds]
+        results.append({**summarise(row, runs), "domain_label": domain_label(row)})
+    floors = compute_floors(data, budget.seeds[0], args.floors)
+    table = markdown(results, floors, first_columns)
+    print(f"\n{title}\n\n{table}\n")
+    stem = Path(args.out).with_suffix("") if args.out else Path(title.split(":")[0].lower())
+    md_path = Path(args.md or f"{stem}.md")
+    plot_path = Path(args.plot or f"{stem}.png")
+    md_path.write_text(f"# {title}\n\n{table}\n")
+    bar_plot(results, floors, plot_path, title)
+    print(f"markdown: {md_path}\nplot: {plot_path}")
+    result = {
+        "rows": [{k: v for k, v in row.items() if k != "domain_label"} for row in results],
+        "floors": floors,
+        "settings": {**asdict(budget), "quick": args.quick},
+        **(extra or {}),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "eval_images": {"train": len(data.train_y), "val": len(data.val_y)},
+        "classes": NUM_CLASSES,
+    }
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"json: {args.out}")
+    return result

@@ -1,0 +1,100 @@
+"""SimSiam (Chen & He, CVPR 2021) on the builtin base: the ``simsiam`` method without solo-learn.
+
+Same config keys and network as solo-learn's ``simsiam``: projector ``Linear(d, h), BN, ReLU,
+Linear(h, h), BN, ReLU, Linear(h, o), BN`` (no bias before a BN, no affine in the last BN),
+predictor ``Linear(o, p), BN, ReLU, Linear(p, o)`` trained at a fixed learning rate
+(``static_lr``), and the symmetrised negative cosine loss with stop-gradient (SimSiam, Eq. 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import omegaconf
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from solo_sqsp.methods.base import BaseMethod, set_method_defaults
+
+
+def negative_cosine_loss(p: Tensor, z: Tensor) -> Tensor:
+    """``-mean_i cos(p_i, stopgrad(z_i))``: SimSiam's D(p, z), in [-1, 1]."""
+    return -F.cosine_similarity(p, z.detach(), dim=-1).mean()
+
+
+def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
+    """SimSiam's symmetrised loss ``D(p1, z2) / 2 + D(p2, z1) / 2``."""
+    return negative_cosine_loss(p1, z2) / 2 + negative_cosine_loss(p2, z1) / 2
+
+
+def output_std(z: Tensor) -> Tensor:
+    """Mean per-dimension std of the L2-normalised outputs: ``1 / sqrt(dim)`` when healthy, 0
+    when collapsed (the SimSiam paper's collapse monitor)."""
+    return F.normalize(z, dim=-1).std(dim=0).mean()
+
+
+class SimSiam(BaseMethod):
+    """Backbone + projector + predictor trained with SimSiam on two views."""
+
+    def __init__(self, cfg: omegaconf.DictConfig) -> None:
+        super().__init__(cfg)
+        kwargs = cfg.method_kwargs
+        hidden, out, pred = kwargs.proj_hidden_dim, kwargs.proj_output_dim, kwargs.pred_hidden_dim
+        self.projector = nn.Sequential(
+            nn.Linear(self.features_dim, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out, bias=False),
+            nn.BatchNorm1d(out, affine=False),
+        )
+        self.predictor = nn.Sequential(
+            nn.Linear(out, pred, bias=False),
+            nn.BatchNorm1d(pred),
+            nn.ReLU(),
+            nn.Linear(pred, out),
+        )
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """solo-learn's ``simsiam`` CIFAR settings: projector 2048, predictor 512."""
+        cfg = super(SimSiam, SimSiam).add_and_assert_specific_cfg(cfg)
+        set_method_defaults(
+            cfg, {"proj_hidden_dim": 2048, "proj_output_dim": 2048, "pred_hidden_dim": 512}
+        )
+        return cfg
+
+    @property
+    def learnable_params(self) -> list[dict[str, Any]]:
+        """Backbone and classifier (base), projector, and the predictor at a fixed rate."""
+        return [
+            *super().learnable_params,
+            {"name": "projector", "params": self.projector.parameters()},
+            {"name": "predictor", "params": self.predictor.parameters(), "static_lr": True},
+        ]
+
+    def forward(self, X: torch.Tensor) -> dict[str, Any]:
+        """Backbone features, logits, projection ``z`` and prediction ``p``."""
+        out = super().forward(X)
+        out["z"] = self.projector(out["feats"])
+        out["p"] = self.predictor(out["z"])
+        return out
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+        """SimSiam loss of the two views plus the online classifier's loss."""
+        out = super().training_step(batch, batch_idx)
+        (z1, z2), (p1, p2) = out["z"][:2], out["p"][:2]
+        loss = simsiam_loss(p1, p2, z1, z2)
+        self.log_dict(
+            {
+                "train_neg_cos_sim": loss,
+                "train_z_std": (output_std(z1) + output_std(z2)) / 2,
+            },
+            on_epoch=True,
+            sync_dist=True,
+        )
+        return loss + out["loss"]

@@ -1,0 +1,121 @@
+"""The ``vicreg`` and ``simsiam`` baselines (Table 2): short CPU fits on stand-in CIFAR-10 data on
+each training domain, and their losses against the formulas (and solo-learn's, when present)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from small_generator import small_generator
+from standin_data import trust_checksums, write_cifar
+from torchvision.datasets import CIFAR10
+
+from solo_sqsp.config_lookup import REPO_ROOT
+from solo_sqsp.methods import ACTIVE_BASE, SimSiam, VICReg, get_method
+from solo_sqsp.methods.domains import DomainMixin
+from solo_sqsp.methods.simsiam import negative_cosine_loss, output_std, simsiam_loss
+from solo_sqsp.methods.synthetic_feed import SYNTHETIC_STATE_KEY
+from solo_sqsp.pretrain import run_pretrain
+from solo_sqsp.teachers.network_pickle import save_teacher_checkpoint
+
+CIFAR10_CONFIGS = REPO_ROOT / "scripts" / "pretrain" / "cifar10"
+SMALL = [
+    "method_kwargs.proj_hidden_dim=32",
+    "method_kwargs.proj_output_dim=32",
+    "accelerator=cpu",
+    "devices=1",
+    "data.num_workers=0",
+    "knn_eval.k=3",
+    "++limit_train_batches=2",
+    "++limit_val_batches=1",
+    "max_epochs=1",
+    "optimizer.batch_size=8",
+    "precision=32",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_teacher_checkpoint(small_generator(channel_base=128, channel_max=16), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("config", "extra"),
+    [
+        ("vicreg_mix_cifar10", []),
+        ("simsiam_syn_cifar10", ["method_kwargs.pred_hidden_dim=8"]),
+    ],
+)
+def test_fits_on_every_domain(tmp_path, monkeypatch, teacher_file, config, extra) -> None:
+    standin = write_cifar(tmp_path / "cifar", CIFAR10, train_per_file=8, num_test=8)
+    trust_checksums(monkeypatch, CIFAR10, standin)
+    with initialize_config_dir(config_dir=str(CIFAR10_CONFIGS), version_base="1.2"):
+        cfg = compose(
+            config,
+            [
+                *SMALL,
+                *extra,
+                f"data.train_path={standin.root}",
+                f"data.val_path={standin.root}",
+                f"method_kwargs.teacher.path={teacher_file}",
+                f"checkpoint.dir={tmp_path / 'runs'}",
+            ],
+        )
+    metrics = run_pretrain(cfg)
+    assert metrics["steps"] == 2 and math.isfinite(metrics["val_loss"])
+    # weights_only=True as evaluation reads it (solo-learn's SimSiam scheduler patch is dropped).
+    checkpoint = torch.load(Path(metrics["run_dir"]) / "last.ckpt", weights_only=True)
+    keys = checkpoint["state_dict"].keys()
+    assert any(k.startswith("projector.") for k in keys)
+    assert not any("synthesis" in k or "mapping" in k for k in keys)
+    if config.startswith("vicreg_real"):
+        assert SYNTHETIC_STATE_KEY not in checkpoint
+    else:
+        assert checkpoint[SYNTHETIC_STATE_KEY]["step"] == 2
+
+
+def test_the_active_base_provides_vicreg_and_simsiam() -> None:
+    for name, builtin in (("vicreg", VICReg), ("simsiam", SimSiam)):
+        method = get_method(name)
+        assert issubclass(method, DomainMixin)
+        if ACTIVE_BASE == "builtin":
+            assert issubclass(method, builtin)
+
+
+def test_solo_learn_methods_are_used_with_our_domains() -> None:
+    """With solo-learn's source on PYTHONPATH, its own VICReg/SimSiam (and any other method)
+    come with the domain option."""
+    pytest.importorskip("solo.methods")
+    from solo.methods import BYOL
+    from solo.methods import SimSiam as SoloSimSiam
+    from solo.methods import VICReg as SoloVICReg
+
+    assert issubclass(get_method("vicreg"), SoloVICReg)
+    assert issubclass(get_method("simsiam"), SoloSimSiam)
+    assert issubclass(get_method("byol"), BYOL) and issubclass(get_method("byol"), DomainMixin)
+
+
+def test_simsiam_loss_is_the_symmetrised_negative_cosine() -> None:
+    rng = torch.Generator().manual_seed(0)
+    p1, p2, z1, z2 = (torch.randn(6, 5, generator=rng, requires_grad=True) for _ in range(4))
+    loss = simsiam_loss(p1, p2, z1, z2)
+    cos = torch.nn.functional.cosine_similarity
+    expected = -(cos(p1, z2, dim=1).mean() + cos(p2, z1, dim=1).mean()) / 2
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert z1.grad is None and z2.grad is None  # stop-gradient on the targets
+    assert negative_cosine_loss(z1, z1).item() == pytest.approx(-1.0)
+
+    solo_loss = pytest.importorskip("solo.losses.simsiam").simsiam_loss_func
+    assert torch.allclose(loss, solo_loss(p1, z2) / 2 + solo_loss(p2, z1) / 2)
+
+
+def test_output_std_flags_a_collapse() -> None:
+    spread = torch.randn(512, 64, generator=torch.Generator().manual_seed(0))
+    assert output_std(spread).item() * 8 == pytest.approx(1.0, abs=0.05)
+    assert output_std(torch.ones(512, 64)).item() == 0.0

@@ -1,0 +1,124 @@
+"""One yaml per table row: every baseline, ablation (Table 5) and knowledge-source (Table 1)
+config composes, parses and carries its row's settings; ``benchmarks/table2.py`` and
+``table5.py`` run end to end in ``--quick`` mode."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from solo_sqsp.config import parse_cfg
+from solo_sqsp.config_lookup import REPO_ROOT
+from solo_sqsp.methods import get_method
+
+PRETRAIN = REPO_ROOT / "scripts" / "pretrain"
+ROW_PATTERNS = ("vicreg_*", "simsiam_*", "ablation_*", "latent_*", "generator_vanilla_*")
+ROW_CONFIGS = sorted(
+    path.relative_to(PRETRAIN).with_suffix("").as_posix()
+    for pattern in ROW_PATTERNS
+    for path in PRETRAIN.glob(f"*/{pattern}.yaml")
+)
+CPU = ["accelerator=cpu", "devices=1", "precision=32"]
+# Table 5: squeeze depth, synthetic augmentation, (sim, var, cov) weights, syn_ratio.
+ABLATION = {
+    "a": (0, False, (1.0, 0.0, 0.0), 1.0),
+    "b": (0, True, (1.0, 0.0, 0.0), 1.0),
+    "c": (3, True, (1.0, 0.0, 0.0), 1.0),
+    "d": (3, True, (25.0, 25.0, 0.0), 1.0),
+    "e": (3, True, (25.0, 25.0, 1.0), 1.0),
+    "f": (3, True, (25.0, 25.0, 1.0), 0.5),
+}
+
+
+def compose_row(name: str, overrides=()) -> DictConfig:
+    folder, config = name.split("/")
+    with initialize_config_dir(config_dir=str(PRETRAIN / folder), version_base="1.2"):
+        return compose(config, overrides=[*CPU, *overrides])
+
+
+def test_every_dataset_has_the_table2_baselines() -> None:
+    for folder in ("cifar10", "cifar100", "stl10", "imagenet-100", "imagenet", "digits"):
+        dataset = folder.replace("-", "")
+        for method in ("vicreg", "simsiam"):
+            for domain in ("real", "syn", "mix"):
+                assert f"{folder}/{method}_{domain}_{dataset}" in ROW_CONFIGS
+    for folder in ("cifar10", "digits"):
+        for row in ABLATION:
+            assert f"{folder}/ablation_{row}_{folder}" in ROW_CONFIGS
+        for kind in ("vanilla", "squeeze", "sqsp"):
+            assert f"{folder}/latent_{kind}_{folder}" in ROW_CONFIGS
+
+
+@pytest.mark.parametrize("name", ROW_CONFIGS)
+def test_row_config_composes_parses_and_carries_its_settings(name: str) -> None:
+    raw = compose_row(name)
+    cfg = parse_cfg(copy.deepcopy(raw))
+    cfg = get_method(cfg.method).add_and_assert_specific_cfg(cfg)
+    folder, config = name.split("/")
+    kwargs = cfg.method_kwargs
+    stem = config.removesuffix("_" + folder.replace("-", ""))
+    if stem.startswith(("vicreg", "simsiam")):
+        method, domain = stem.split("_")
+        assert (cfg.method, kwargs.synthetic.domain) == (method, domain)
+        assert kwargs.syn_ratio == 0.5
+        # Same backbone, augmentations and budget as the dataset's sqsp row (Table 2).
+        sqsp = compose_row(f"{folder}/sqsp_{config.split('_')[-1]}")
+        for key in ("backbone", "optimizer", "scheduler", "max_epochs", "augmentations"):
+            assert raw[key] == sqsp[key], key
+    elif stem.startswith("ablation"):
+        depth, augment, weights, ratio = ABLATION[stem.split("_")[1]]
+        assert cfg.method == "sqsp" and kwargs.squeeze.depth == depth
+        assert kwargs.augment_synthetic == augment and kwargs.syn_ratio == ratio
+        assert (kwargs.sim_loss_weight, kwargs.var_loss_weight, kwargs.cov_loss_weight) == weights
+    else:
+        assert cfg.method == "sqsp"
+        latent = stem.startswith("latent")
+        assert kwargs.teacher.features == ("mapping$" if latent else r"synthesis\.b\d+$")
+        if stem.endswith("vanilla"):
+            assert kwargs.squeeze.depth == 0 and kwargs.var_loss_weight == 0
+
+
+@pytest.mark.parametrize(
+    "name", ["digits/latent_vanilla_digits", "digits/generator_vanilla_digits"]
+)
+def test_vanilla_rows_fit_the_bundled_teacher_widths(name: str) -> None:
+    """Vanilla distillation regresses the concatenated features: the student's output width in
+    the config must be the bundled teacher's (w: 64; blocks: 128 + 128 + 64)."""
+    cfg = parse_cfg(compose_row(name, ["knn_eval.enabled=False"]))
+    model = get_method("sqsp")(cfg)
+    assert model.squeeze.out_dim == cfg.method_kwargs.proj_output_dim
+
+
+@pytest.mark.parametrize(
+    ("script", "rows"),
+    [
+        ("table2", ["vicreg_mix_digits"]),
+        ("table5", ["ablation_a_digits"]),
+    ],
+)
+def test_table_scripts_quick(tmp_path, monkeypatch, script: str, rows: list[str]) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    monkeypatch.chdir(tmp_path)
+    module = __import__(script)
+    out = tmp_path / f"{script}.json"
+    argv = [script, "--quick", "--rows", *rows, "--work-dir", "runs", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    module.main()
+    result = json.loads(out.read_text())
+    assert [row["config"] for row in result["rows"]] == rows
+    for row in result["rows"]:
+        assert row["method"] in ("sqsp", "vicreg", "simsiam")
+        assert row["domain"] in ("real", "syn", "real+syn")
+        for key in ("linear_top1_mean", "linear10_top1_mean", "knn_top1_mean"):
+            assert 0.0 <= row[key] <= 100.0
+        assert row["output_std_mean"] >= 0.0 and row["output_std_normalized_mean"] >= 0.0
+        assert len(row["seeds"]) == 1 and row["seeds"][0]["steps"] == 1
+    assert {"raw pixels", "random-init ResNet18"} <= set(result["floors"])
+    assert Path(tmp_path / f"{script}.md").read_text().count("\n|") >= len(rows) + 2
+    assert Path(tmp_path / f"{script}.png").stat().st_size > 0
