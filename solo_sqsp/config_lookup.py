@@ -1,8 +1,9 @@
 """Find a Hydra config by name under ``scripts/<stage>/`` so no ``--config-path`` is needed.
 
 ``python main_pretrain.py --config-name sqsp_cifar10`` resolves to
-``scripts/pretrain/cifar10/sqsp_cifar10.yaml``; ``--config-name cifar10/vicreg_real`` names a
-file inside ``scripts/pretrain``; an explicit ``--config-path`` is left to Hydra, as in solo-learn.
+``scripts/pretrain/cifar10/sqsp_cifar10.yaml``; ``--config-name cifar10/vicreg_real_cifar10``
+names a file inside ``scripts/pretrain``; an explicit ``--config-path`` is left to Hydra, as in
+solo-learn.
 """
 
 from __future__ import annotations
