@@ -1,5 +1,8 @@
 """The bundled digits teacher (``bundled:NAME`` paths) and the fix each missing teacher names."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -7,6 +10,7 @@ from solo_sqsp.teachers import (
     TeacherFileError,
     build_teacher,
     bundled_teachers,
+    detect_kind,
     resolve_teacher_path,
 )
 
@@ -19,6 +23,21 @@ def test_bundled_digits_teacher_loads_from_any_folder(tmp_path, monkeypatch):
     assert teacher.resolution == 16 and teacher.img_channels == 3 and teacher.c_dim == 0
     assert sample.images.shape == (4, 3, 16, 16)
     assert all(torch.isfinite(f).all() for f in sample.features)
+
+
+def test_bundled_name_is_a_checkpoint_not_a_python_factory(tmp_path):
+    # "bundled:digits_teacher.pt" also has the shape of a module:factory spec.
+    assert detect_kind("bundled:digits_teacher.pt") == "checkpoint"
+    grid = tmp_path / "grid.png"
+    command = ["inspect", "bundled:digits_teacher.pt", "--grid", str(grid)]
+    result = subprocess.run(
+        [sys.executable, "-m", "solo_sqsp.teachers", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pooled widths [128, 128, 64]" in result.stdout and grid.stat().st_size > 0
 
 
 def test_unknown_bundled_name_lists_what_ships():

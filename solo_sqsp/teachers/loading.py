@@ -52,6 +52,7 @@ def detect_kind(path: str | Path) -> str:
     """The kind of ``path``: ``python`` for a ``package.module:factory`` spec that is not a
     file; for a file, ``checkpoint`` (zip magic or .pt/.pth/.ckpt) or ``stylegan2`` (.pkl or
     a plain pickle)."""
+    path = resolve_teacher_path(path)
     file = Path(path)
     if not file.exists():
         if PYTHON_SPEC.fullmatch(str(path)):
