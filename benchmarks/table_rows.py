@@ -243,6 +243,13 @@ def markdown(
     return "\n".join(lines)
 
 
+def bar_label(row: dict[str, Any]) -> str:
+    """``method (domain)``, or the label alone where the domain column repeats it."""
+    if row["domain_label"] in ("", row["label"]):
+        return row["label"]
+    return f"{row['label']} ({row['domain_label']})"
+
+
 def bar_plot(rows: list[dict[str, Any]], floors: dict[str, Any], path: Path, title: str) -> None:
     """Grouped bars (linear, linear 10/class, k-NN) with std error bars; floors as lines."""
     import matplotlib
@@ -267,7 +274,7 @@ def bar_plot(rows: list[dict[str, Any]], floors: dict[str, Any], path: Path, tit
             ax.axhline(floor["linear_top1"], linestyle="--", linewidth=1, color="gray")
             ax.text(len(rows) - 0.5, floor["linear_top1"], f" {name}", fontsize=7, va="bottom")
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([row["label"] for row in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels([bar_label(row) for row in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("top-1 (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
