@@ -121,6 +121,8 @@ class WeightedKNNClassifier(Metric):
         train_targets = dim_zero_cat(self.train_targets).long()
         test_features = dim_zero_cat(self.test_features).float()
         test_targets = dim_zero_cat(self.test_targets).long()
+        if train_features.size(0) == 0 or test_features.size(0) == 0:
+            return -1.0, -1.0  # only empty batches (e.g. every sample unlabelled): no estimate
         num_classes = int(max(train_targets.max(), test_targets.max())) + 1
         scores = knn_class_scores(
             train_features,

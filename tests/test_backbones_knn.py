@@ -152,6 +152,11 @@ def test_knn_edge_cases_and_errors():
     assert knn.compute()[0] >= 0
     knn.reset()
     assert knn.compute() == (-1.0, -1.0)
+    # A bank of empty batches (synthetic-only training: every sample unlabelled) is no estimate.
+    knn.update(train_features=torch.empty(0, 2), train_targets=torch.empty(0))
+    knn.update(test_features=torch.randn(2, 2), test_targets=torch.tensor([0, 1]))
+    assert knn.compute() == (-1.0, -1.0)
+    knn.reset()
     with pytest.raises(ValueError, match="train_targets"):
         knn.update(train_features=torch.randn(4, 2))
     with pytest.raises(ValueError, match="has 4 rows but test_targets has 3"):
