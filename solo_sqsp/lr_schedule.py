@@ -43,6 +43,16 @@ def _relative(rate_at: Callable[[int, float], float], base_lr: float) -> Callabl
     return lambda step: rate_at(step, base_lr) / base_lr
 
 
+def check_schedule(name: str, warmup_epochs: float, max_epochs: int) -> None:
+    """Raise before training when ``warmup_cosine`` would warm up for the whole run (the
+    warm-up is ``warmup_epochs / max_epochs`` of the run whether stepped per epoch or per step)."""
+    if name == "warmup_cosine" and warmup_epochs >= max_epochs:
+        raise ValueError(
+            f"scheduler.warmup_epochs={warmup_epochs} leaves no decay in max_epochs={max_epochs}: "
+            "lower scheduler.warmup_epochs or train longer"
+        )
+
+
 def build_lr_scheduler(
     optimizer: Optimizer,
     name: str,

@@ -164,6 +164,10 @@ def test_teacher_with_non_finite_features(files, tmp_path) -> None:
         (["method=nope"], "method 'nope' is not registered"),
         (["backbone.name=resnet7"], r"backbone.name='resnet7': choose one of"),
         (["+resume_from_checkpoint={tmp}/gone.ckpt"], "resume_from_checkpoint=.*gone.ckpt"),
+        (
+            ["scheduler.name=warmup_cosine", "++scheduler.warmup_epochs=1", "max_epochs=1"],
+            r"warmup_epochs=1 leaves no decay in max_epochs=1",
+        ),
     ],
 )
 def test_bad_settings(files, tmp_path, overrides, match) -> None:
