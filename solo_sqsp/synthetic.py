@@ -55,7 +55,93 @@ def stream_seed(seed: int, rank: int, worker: int, step: int) -> int:
     return int(words[0]) | (int(words[1]) << 32)
 
 
-class SyntheticSource:
+class SeededStream:
+    """What every synthetic source shares: the ``(seed, rank, worker, step)`` stream of random
+    generators (module docstring), the augmentation of ``num_views`` views per batch, iteration
+    and the resumable state. Subclasses give ``device`` and ``next_batch``."""
+
+    device: torch.device
+
+    def __init__(
+        self,
+        batch_size: int,
+        augment: BatchAugment | None,
+        num_views: int,
+        seed: int,
+        rank: int,
+        worker: int,
+        resolution: int,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if num_views < 1:
+            raise ValueError(f"num_views must be at least 1, got {num_views}")
+        if min(seed, rank, worker) < 0:
+            raise ValueError(
+                f"seed, rank and worker must be non-negative, got {seed}, {rank}, {worker}"
+            )
+        self.batch_size = batch_size
+        self.num_views = num_views
+        self.seed, self.rank, self.worker = seed, rank, worker
+        if augment is None:
+            default_mean, default_std = IMAGENET_MEAN_STD
+            augment = BatchAugment.normalize_only(
+                resolution, mean or default_mean, std or default_std
+            )
+        self.augment = augment
+        self.step = 0
+        self._rng: torch.Generator | None = None
+
+    def _generator(self) -> torch.Generator:
+        """This step's generator: made once on the device, re-seeded every step."""
+        device = self.device
+        if self._rng is None or self._rng.device != device:
+            self._rng = torch.Generator(device=device)
+        return self._rng.manual_seed(stream_seed(self.seed, self.rank, self.worker, self.step))
+
+    def _augmented_batch(
+        self, images: Tensor, features: list[Tensor], rng: torch.Generator
+    ) -> SyntheticBatch:
+        """``num_views`` augmentations of ``images`` (in [0, 1]) drawn from ``rng``; advances
+        the stream."""
+        views = [self.augment(images, rng) for _ in range(self.num_views)]
+        self.step += 1
+        return SyntheticBatch(views=views, features=features, images=images)
+
+    def next_batch(self) -> SyntheticBatch:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[SyntheticBatch]:
+        return self
+
+    def __next__(self) -> SyntheticBatch:
+        return self.next_batch()
+
+    def state_dict(self) -> dict[str, int]:
+        """The stream position: ``seed`` and ``step`` (plus ``rank``/``worker`` for reference;
+        a resumed source keeps its own rank and worker, so rank 0's state resumes every rank)."""
+        return {"seed": self.seed, "rank": self.rank, "worker": self.worker, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from ``state``: the next batch is the one the saved source drew next."""
+        missing = {"seed", "step"} - set(state)
+        if missing:
+            name = type(self).__name__
+            raise ValueError(
+                f"{name} state lacks {sorted(missing)}; expected the dict that "
+                f"{name}.state_dict() returns"
+            )
+        if int(state["seed"]) != self.seed:
+            raise ValueError(
+                f"the saved synthetic stream used seed {state['seed']} but this source has "
+                f"seed {self.seed}; construct it with seed={state['seed']} to resume it"
+            )
+        self.step = int(state["step"])
+
+
+class SyntheticSource(SeededStream):
     """Endless synthetic batches of ``batch_size`` from ``teacher`` (iterate, or call
     ``next_batch()``), each with ``num_views`` independently augmented views.
 
@@ -80,69 +166,26 @@ class SyntheticSource:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if num_views < 1:
-            raise ValueError(f"num_views must be at least 1, got {num_views}")
-        if min(seed, rank, worker) < 0:
-            raise ValueError(
-                f"seed, rank and worker must be non-negative, got {seed}, {rank}, {worker}"
-            )
+        super().__init__(
+            batch_size,
+            augment,
+            num_views,
+            seed,
+            rank,
+            worker,
+            crop_size or teacher.resolution,
+            mean,
+            std,
+        )
         self.teacher = teacher
-        self.batch_size = batch_size
-        self.num_views = num_views
-        self.seed, self.rank, self.worker = seed, rank, worker
-        if augment is None:
-            default_mean, default_std = IMAGENET_MEAN_STD
-            augment = BatchAugment.normalize_only(
-                crop_size or teacher.resolution, mean or default_mean, std or default_std
-            )
-        self.augment = augment
-        self.step = 0
-        self._rng: torch.Generator | None = None
 
     @property
     def device(self) -> torch.device:
         return self.teacher.device
-
-    def _generator(self) -> torch.Generator:
-        """This step's generator: made once on the teacher's device, re-seeded every step."""
-        device = self.device
-        if self._rng is None or self._rng.device != device:
-            self._rng = torch.Generator(device=device)
-        return self._rng.manual_seed(stream_seed(self.seed, self.rank, self.worker, self.step))
 
     def next_batch(self) -> SyntheticBatch:
         """Generate, map to [0, 1], augment ``num_views`` times; advance the stream."""
         rng = self._generator()
         sample = self.teacher.sample(self.batch_size, rng)
         images = sample.images.float().clamp(-1.0, 1.0).add_(1.0).mul_(0.5)
-        views = [self.augment(images, rng) for _ in range(self.num_views)]
-        self.step += 1
-        return SyntheticBatch(views=views, features=list(sample.features), images=images)
-
-    def __iter__(self) -> Iterator[SyntheticBatch]:
-        return self
-
-    def __next__(self) -> SyntheticBatch:
-        return self.next_batch()
-
-    def state_dict(self) -> dict[str, int]:
-        """The stream position: ``seed`` and ``step`` (plus ``rank``/``worker`` for reference;
-        a resumed source keeps its own rank and worker, so rank 0's state resumes every rank)."""
-        return {"seed": self.seed, "rank": self.rank, "worker": self.worker, "step": self.step}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from ``state``: the next batch is the one the saved source drew next."""
-        missing = {"seed", "step"} - set(state)
-        if missing:
-            raise ValueError(
-                f"synthetic source state lacks {sorted(missing)}; expected the dict that "
-                "SyntheticSource.state_dict() returns"
-            )
-        if int(state["seed"]) != self.seed:
-            raise ValueError(
-                f"the saved synthetic stream used seed {state['seed']} but this source has "
-                f"seed {self.seed}; construct it with seed={state['seed']} to resume it"
-            )
-        self.step = int(state["step"])
+        return self._augmented_batch(images, list(sample.features), rng)

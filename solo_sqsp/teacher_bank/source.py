@@ -11,17 +11,17 @@ serves exactly the batches the interrupted one would have served next.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from solo_sqsp.augment import IMAGENET_MEAN_STD, BatchAugment
-from solo_sqsp.synthetic import SyntheticBatch, stream_seed
+from solo_sqsp.augment import BatchAugment
+from solo_sqsp.synthetic import SeededStream, SyntheticBatch
 from solo_sqsp.teacher_bank.storage import TeacherBank, tagged_seed
 
 
-class BankSource:
+class BankSource(SeededStream):
     """Batches of ``batch_size`` bank samples on ``device``, each with ``num_views``
     independently augmented views; the arguments mean what they mean for ``SyntheticSource``."""
 
@@ -39,30 +39,20 @@ class BankSource:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
-        if batch_size < 1 or num_views < 1:
-            raise ValueError(
-                f"batch_size and num_views must be at least 1, got {batch_size}, {num_views}"
-            )
-        if min(seed, rank, worker) < 0:
-            raise ValueError(
-                f"seed, rank and worker must be non-negative, got {seed}, {rank}, {worker}"
-            )
+        super().__init__(
+            batch_size,
+            augment,
+            num_views,
+            seed,
+            rank,
+            worker,
+            crop_size or int(bank.meta["image_shape"][-1]),
+            mean,
+            std,
+        )
         self.bank = bank
         self.device = torch.device(device)
-        self.batch_size = batch_size
-        self.num_views = num_views
-        self.seed, self.rank, self.worker = seed, rank, worker
-        if augment is None:
-            default_mean, default_std = IMAGENET_MEAN_STD
-            augment = BatchAugment.normalize_only(
-                crop_size or int(bank.meta["image_shape"][-1]),
-                mean or default_mean,
-                std or default_std,
-            )
-        self.augment = augment
-        self.step = 0
         self._order: tuple[int, torch.Tensor] | None = None
-        self._rng: torch.Generator | None = None
 
     def _pass_order(self, epoch: int) -> torch.Tensor:
         """The permutation of bank indices of pass ``epoch`` (kept for the current pass)."""
@@ -92,38 +82,5 @@ class BankSource:
         stored_features = torch.from_numpy(np.asarray(self.bank.features[index]))
         images = stored_images.to(self.device, non_blocking=non_blocking).float().div_(255.0)
         features = stored_features.to(self.device, non_blocking=non_blocking).float()
-        if self._rng is None:
-            self._rng = torch.Generator(device=self.device)
-        rng = self._rng.manual_seed(stream_seed(self.seed, self.rank, self.worker, self.step))
-        views = [self.augment(images, rng) for _ in range(self.num_views)]
-        self.step += 1
-        return SyntheticBatch(
-            views=views,
-            features=list(features.split(self.bank.feature_dims, dim=1)),
-            images=images,
-        )
-
-    def __iter__(self) -> Iterator[SyntheticBatch]:
-        return self
-
-    def __next__(self) -> SyntheticBatch:
-        return self.next_batch()
-
-    def state_dict(self) -> dict[str, int]:
-        """``seed`` and ``step`` (``rank``/``worker`` for reference), as ``SyntheticSource``."""
-        return {"seed": self.seed, "rank": self.rank, "worker": self.worker, "step": self.step}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue from ``state``: the next batch is the one the saved source served next."""
-        missing = {"seed", "step"} - set(state)
-        if missing:
-            raise ValueError(
-                f"bank source state lacks {sorted(missing)}; expected the dict that "
-                "BankSource.state_dict() returns"
-            )
-        if int(state["seed"]) != self.seed:
-            raise ValueError(
-                f"the saved synthetic stream used seed {state['seed']} but this source has "
-                f"seed {self.seed}; construct it with seed={state['seed']} to resume it"
-            )
-        self.step = int(state["step"])
+        features = list(features.split(self.bank.feature_dims, dim=1))
+        return self._augmented_batch(images, features, self._generator())
