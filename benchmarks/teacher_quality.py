@@ -26,9 +26,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from digits_floors import normalised
 from torch import Tensor, nn
 
-from solo_sqsp.data.digits import NUM_CLASSES, DigitsBuilder, load_embedded_digits
+from solo_sqsp.data.digits import NUM_CLASSES, load_embedded_digits
 from solo_sqsp.teachers.network_pickle import load_teacher_checkpoint
 from solo_sqsp.teachers.stylegan2 import Generator
 from solo_sqsp.teachers.training import diff_augment
@@ -61,14 +62,6 @@ class DigitClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
-
-
-def normalised(images: np.ndarray) -> Tensor:
-    """uint8 NHWC -> float NCHW with the dataset's normalisation."""
-    stats = DigitsBuilder.eval_normalization
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    mean, std = torch.tensor(stats.mean), torch.tensor(stats.std)
-    return (x - mean.reshape(1, 3, 1, 1)) / std.reshape(1, 3, 1, 1)
 
 
 def train_classifier(images: Tensor, targets: Tensor, epochs: int, seed: int) -> DigitClassifier:
