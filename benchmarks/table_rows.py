@@ -10,6 +10,10 @@ std of the projector outputs on the validation images (``output_std``: 0 for a c
 constant, about 1 under the variance term) shows collapses (see ``projector_spread``).
 Floors (raw pixels, random-init ResNet18, optionally the supervised ceiling) come from
 ``digits_floors.py``'s functions or its ``--out`` JSON.
+
+Each finished (row, seed) leaves ``result.json`` (its composed config and probe results) in its
+run folder under ``--work-dir``; a rerun with the same work dir reuses every run whose config is
+unchanged, so an interrupted table resumes at the first unfinished run (``--fresh`` retrains).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from solo_sqsp.methods.simsiam import output_std
 from solo_sqsp.pretrain import run_dir_for, run_pretrain
 
 CONFIG_DIR = REPO_ROOT / "scripts" / "pretrain" / "digits"
+RESULT_FILE = "result.json"
 METRICS = ("linear_top1", "linear10_top1", "knn_top1", "output_std", "output_std_normalized")
 SHOWN = {
     "linear_top1": "linear top-1",
@@ -59,6 +64,13 @@ class Row:
     config: str
     method: str
     domain: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The config name, plus its overrides' values where it has any (a folder name)."""
+        values = [override.split("=", 1)[-1] for override in self.overrides]
+        return "-".join([self.config, *values])
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ def compose_row(row: Row, budget: Budget, seed: int, out_dir: Path) -> DictConfi
         "knn_eval.enabled=False",  # the offline k-NN below replaces the online one
         "++limit_val_batches=1",
         *budget.extra,
+        *row.overrides,
     ]
     if budget.max_steps is not None:
         overrides.append(f"++limit_train_batches={budget.max_steps}")
@@ -170,10 +183,28 @@ def projector_spread(run_dir: Path, images: Tensor) -> dict[str, float]:
     }
 
 
-def run_row(row: Row, budget: Budget, seed: int, data: EvalData, out_dir: Path) -> dict[str, Any]:
-    """Pretrain ``row`` with ``seed``, then probe its frozen backbone."""
-    cfg = compose_row(row, budget, seed, out_dir / row.config)
-    shutil.rmtree(run_dir_for(cfg), ignore_errors=True)  # a stale last.ckpt would be read below
+def cached_result(run_dir: Path, composed: Any) -> dict[str, Any] | None:
+    """The probe results a finished run of exactly the ``composed`` config left in ``run_dir``,
+    else None."""
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return saved["result"] if saved["config"] == composed else None
+
+
+def run_row(
+    row: Row, budget: Budget, seed: int, data: EvalData, out_dir: Path, fresh: bool = False
+) -> dict[str, Any]:
+    """Pretrain ``row`` with ``seed``, then probe its frozen backbone (or reuse a finished run
+    of the same config, unless ``fresh``)."""
+    cfg = compose_row(row, budget, seed, out_dir / row.name)
+    planned_dir = run_dir_for(cfg)
+    composed = OmegaConf.to_container(cfg)  # before run_pretrain fills in its defaults
+    if not fresh and (result := cached_result(planned_dir, composed)) is not None:
+        print(f"{row.label} seed {seed}: reused {planned_dir / RESULT_FILE}", flush=True)
+        return result
+    shutil.rmtree(planned_dir, ignore_errors=True)  # a stale last.ckpt would be read below
     start = time.perf_counter()
     metrics = run_pretrain(cfg)
     train_seconds = time.perf_counter() - start
@@ -184,6 +215,8 @@ def run_row(row: Row, budget: Budget, seed: int, data: EvalData, out_dir: Path) 
     result = probe(features(frozen, data.train_x), features(frozen, data.val_x), data, seed)
     result.update(projector_spread(run_dir, data.val_x))
     result.update(seed=seed, steps=metrics["steps"], train_seconds=round(train_seconds, 1))
+    record = {"config": composed, "result": result}
+    (run_dir / RESULT_FILE).write_text(json.dumps(record, indent=2))
     print(f"{row.label} seed {seed}: {result}", flush=True)
     return result
 
@@ -193,6 +226,7 @@ def summarise(row: Row, runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "label": row.label,
         "config": row.config,
+        "overrides": list(row.overrides),
         "method": row.method,
         "domain": row.domain,
     }
@@ -291,10 +325,11 @@ def parse_args(description: str, full: Budget, quick: Budget) -> tuple[argparse.
     parser.add_argument("--epochs", type=int, help=f"pretraining epochs (default {full.epochs})")
     parser.add_argument("--seeds", type=int, nargs="+", help=f"default {list(full.seeds)}")
     parser.add_argument("--max-steps", type=int, help="cap on training steps per epoch")
-    parser.add_argument("--rows", nargs="+", help="only these row configs")
+    parser.add_argument("--rows", nargs="+", help="only these rows (config names)")
     parser.add_argument("--floors", help="digits_floors.py --out JSON (adds the supervised row)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--work-dir", default="table_runs", help="checkpoints of every run")
+    parser.add_argument("--fresh", action="store_true", help="retrain runs finished before")
     parser.add_argument("--md", help="markdown output (default: <out stem>.md)")
     parser.add_argument("--plot", help="bar plot PNG (default: <out stem>.png)")
     parser.add_argument("--out", help="JSON results")
@@ -321,15 +356,15 @@ def run_table(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train and probe every row for every seed; print and write the markdown, plot and JSON."""
-    selected = [row for row in rows if not args.rows or row.config in args.rows]
+    selected = [row for row in rows if not args.rows or row.name in args.rows]
     if not selected:
-        raise SystemExit(f"--rows matches none of {[row.config for row in rows]}")
+        raise SystemExit(f"--rows matches none of {[row.name for row in rows]}")
     data = EvalData.load(budget.eval_images)
     out_dir = Path(args.work_dir)
     start = time.perf_counter()
     results = []
     for row in selected:
-        runs = [run_row(row, budget, seed, data, out_dir) for seed in budget.seeds]
+        runs = [run_row(row, budget, seed, data, out_dir, args.fresh) for seed in budget.seeds]
         results.append({**summarise(row, runs), "domain_label": domain_label(row)})
     floors = compute_floors(data, budget.seeds[0], args.floors)
     table = markdown(results, floors, first_columns)

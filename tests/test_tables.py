@@ -1,6 +1,7 @@
 """One yaml per table row: every baseline, ablation (Table 5) and knowledge-source (Table 1)
-config composes, parses and carries its row's settings; ``benchmarks/table2.py`` and
-``table5.py`` run end to end in ``--quick`` mode."""
+config composes, parses and carries its row's settings; ``benchmarks/table2.py``,
+``table5.py`` and ``bank_accuracy.py`` run end to end in ``--quick`` mode, and a rerun reuses
+finished runs."""
 
 from __future__ import annotations
 
@@ -95,23 +96,29 @@ def test_vanilla_rows_fit_the_bundled_teacher_widths(name: str) -> None:
     assert model.squeeze.out_dim == cfg.method_kwargs.proj_output_dim
 
 
+def run_script(monkeypatch, script: str, *args: str) -> None:
+    """``python benchmarks/<script>.py <args>`` in this process."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    __import__(script).main()
+
+
 @pytest.mark.parametrize(
     ("script", "rows"),
     [
         ("table2", ["vicreg_mix_digits"]),
         ("table5", ["ablation_a_digits"]),
+        ("bank_accuracy", ["sqsp_digits-bank-256"]),
     ],
 )
 def test_table_scripts_quick(tmp_path, monkeypatch, script: str, rows: list[str]) -> None:
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
     monkeypatch.chdir(tmp_path)
-    module = __import__(script)
     out = tmp_path / f"{script}.json"
-    argv = [script, "--quick", "--rows", *rows, "--work-dir", "runs", "--out", str(out)]
-    monkeypatch.setattr(sys, "argv", argv)
-    module.main()
+    run_script(
+        monkeypatch, script, "--quick", "--rows", *rows, "--work-dir", "runs", "--out", str(out)
+    )
     result = json.loads(out.read_text())
-    assert [row["config"] for row in result["rows"]] == rows
+    assert [row["config"] for row in result["rows"]] == [row.split("-")[0] for row in rows]
     for row in result["rows"]:
         assert row["method"] in ("sqsp", "vicreg", "simsiam")
         assert row["domain"] in ("real", "syn", "real+syn")
@@ -122,3 +129,24 @@ def test_table_scripts_quick(tmp_path, monkeypatch, script: str, rows: list[str]
     assert {"raw pixels", "random-init ResNet18"} <= set(result["floors"])
     assert Path(tmp_path / f"{script}.md").read_text().count("\n|") >= len(rows) + 2
     assert Path(tmp_path / f"{script}.png").stat().st_size > 0
+
+
+def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypatch, capsys) -> None:
+    """An interrupted table resumes: a rerun in the same work dir reuses every finished run of an
+    unchanged config, and retrains a run whose config changed (here the projector width)."""
+    monkeypatch.chdir(tmp_path)
+    quick = ["--quick", "--rows", "vicreg_real_digits", "--work-dir", "runs"]
+    results = []
+    for extra in ([], [], ["--fresh"]):
+        run_script(monkeypatch, "table2", *quick, *extra, "--out", "t.json")
+        results.append(json.loads((tmp_path / "t.json").read_text())["rows"][0]["seeds"][0])
+    printed = capsys.readouterr().out
+    assert printed.count("VICReg seed 0: reused") == 1  # the second run only; --fresh trains
+    assert results[1] == results[0]
+    assert printed.count("VICReg seed 0: {") == 2
+    record = json.loads(next(Path("runs").rglob("result.json")).read_text())
+    assert record["config"]["method_kwargs"]["proj_output_dim"] == 16
+    record["config"]["method_kwargs"]["proj_output_dim"] = 17  # as if the budget had changed
+    next(Path("runs").rglob("result.json")).write_text(json.dumps(record))
+    run_script(monkeypatch, "table2", *quick, "--out", "t.json")
+    assert "reused" not in capsys.readouterr().out
