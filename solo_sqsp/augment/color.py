@@ -93,8 +93,12 @@ def adjust_hue(
         return workspace.take(f"hue_{name}", plane_shape, images.device)
 
     red, green, blue = pixels.split(1, dim=1)
-    high = torch.amax(pixels, dim=1, keepdim=True, out=plane("high"))
-    chroma = torch.amin(pixels, dim=1, keepdim=True, out=plane("chroma"))
+    # elementwise chains, not amax / amin / sum over channels (reductions over a dimension of
+    # three first fill their output)
+    high = torch.maximum(red, green, out=plane("high"))
+    torch.maximum(high, blue, out=high)
+    chroma = torch.minimum(red, green, out=plane("chroma"))
+    torch.minimum(chroma, blue, out=chroma)
     torch.sub(high, chroma, out=chroma)
     # 0/1 indicators of the first maximal channel (torchvision's tie order): d = not red,
     # e = green; red: d = e = 0, green: d = e = 1, blue: d = 1, e = 0
@@ -103,17 +107,24 @@ def adjust_hue(
     torch.addcmul(not_red, is_green, not_red, value=-1.0, out=is_green)
     # h = (g - b) / C if red is the maximum, (b - r) / C + 2 if green, (r - g) / C + 4 if
     # blue: ((g - b) + d (r + b - 2 g) + e (g + b - 2 r)) / C + 4 d - 2 e
-    total = torch.sum(pixels, dim=1, keepdim=True, out=plane("total"))
+    total = torch.add(red, green, out=plane("total")).add_(blue)
     hue = torch.sub(green, blue, out=plane("hue"))
     hue.addcmul_(not_red, torch.add(total, green, alpha=-3.0, out=plane("term")))
     hue.addcmul_(is_green, torch.add(total, red, alpha=-3.0, out=plane("term")))
     hue.div_(torch.clamp(chroma, min=1e-12, out=plane("term")))
     hue.add_(not_red, alpha=4.0).add_(is_green, alpha=-2.0)
     # k / 6 + 1 / 6 per channel, kept positive: h / 6 + shift + (2, 5 / 3, 4 / 3)
-    offsets = torch.arange(6, 3, -1, device=images.device, dtype=images.dtype).div_(3.0)
     turns = workspace.take("hue_turns", pixels.shape, images.device)
-    torch.add(offsets.view(1, 3, 1) + shift.view(-1, 1, 1), hue, alpha=1.0 / 6.0, out=turns)
+    offsets = _hue_offsets(images.device, images.dtype) + shift.view(-1, 1, 1)
+    torch.add(offsets, hue, alpha=1.0 / 6.0, out=turns)
     turns.frac_().sub_(0.5).abs_().clamp_(1.0 / 6.0, 1.0 / 3.0)
     base = torch.add(high, chroma, alpha=-2.0, out=high)
     torch.addcmul(base, chroma.mul_(6.0), turns, out=out_pixels)
     return out
+
+
+@functools.cache
+def _hue_offsets(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``(1, 3, 1)``: ``k / 6 + 1 / 6 - h / 6 - shift`` per channel, ``(2, 5 / 3, 4 / 3)`` (made
+    once per device)."""
+    return torch.tensor([2.0, 5.0 / 3.0, 4.0 / 3.0], device=device, dtype=dtype).view(1, 3, 1)

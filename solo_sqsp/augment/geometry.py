@@ -11,10 +11,12 @@ image. A horizontal flip reverses the output columns of ``R_x`` and costs nothin
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from solo_sqsp.augment.workspace import Workspace
@@ -39,38 +41,53 @@ def sample_crop_boxes(
     """``(num, 4)`` float boxes ``(top, left, height, width)`` in whole pixels, one per sample,
     drawn as torchvision's ``RandomResizedCrop.make_params``: up to 10 trials of an area
     fraction ``~ U(scale)`` and a log aspect ratio ``~ U(log ratio)``; the first trial that fits
-    is taken at a uniform position, else the central crop clipped to ``ratio``."""
-    draws = torch.rand(num, CROP_TRIALS, 2, generator=rng, device=device)
-    area = height * width * (scale[0] + (scale[1] - scale[0]) * draws[..., 0])
+    is taken at a uniform position, else the central crop clipped to ``ratio``.
+
+    A trial's sides are ``sqrt(area) * exp(-+ log_ratio / 2)``, rounded (torchvision's
+    ``sqrt(area / ratio)``, ``sqrt(area * ratio)``)."""
+    draws = torch.rand(num, CROP_TRIALS + 1, 2, generator=rng, device=device)
+    trials, position = draws[:, :CROP_TRIALS], draws[:, CROP_TRIALS]
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_low + (log_high - log_low) * draws[..., 1])
-    trial_w = torch.sqrt(area * aspect).round()
-    trial_h = torch.sqrt(area / aspect).round()
-    fits = (trial_w > 0) & (trial_w <= width) & (trial_h > 0) & (trial_h <= height)
-    first_fit = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
-    found = fits.any(dim=1)
-
-    fallback_h, fallback_w = _central_fallback(height, width, ratio)
-    box_w = torch.where(found, trial_w.gather(1, first_fit).squeeze(1), fallback_w)
-    box_h = torch.where(found, trial_h.gather(1, first_fit).squeeze(1), fallback_h)
-
-    position = torch.rand(num, 2, generator=rng, device=device)
-    top_slots, left_slots = height - box_h + 1, width - box_w + 1
-    top = torch.minimum((position[:, 0] * top_slots).floor(), top_slots - 1)
-    left = torch.minimum((position[:, 1] * left_slots).floor(), left_slots - 1)
-    top = torch.where(found, top, float((height - fallback_h) // 2))
-    left = torch.where(found, left, float((width - fallback_w) // 2))
-    return torch.stack([top, left, box_h, box_w], dim=1)
+    area = height * width
+    root_area = torch.sqrt(trials[..., :1] * (area * (scale[1] - scale[0])) + area * scale[0])
+    half_log_ratio = trials[..., 1:] * ((log_high - log_low) / 2) + log_low / 2
+    sides = torch.cat([-half_log_ratio, half_log_ratio], dim=2).exp_().mul_(root_area).round_()
+    limits = _box_limits(height, width, device)  # (2,): height, width
+    fits = ((sides >= 1.0) & (sides <= limits)).all(dim=2)  # (N, trials)
+    first_fit = fits.to(torch.uint8).argmax(dim=1).view(num, 1, 1).expand(num, 1, 2)
+    found = fits.any(dim=1, keepdim=True)
+    fallback_size, fallback_corner = _central_fallback(height, width, ratio, device)
+    size = torch.where(found, sides.gather(1, first_fit).squeeze(1), fallback_size)
+    slots = limits + 1.0 - size
+    corner = torch.minimum(position.mul(slots).floor_(), slots - 1.0)
+    corner = torch.where(found, corner, fallback_corner)
+    return torch.cat([corner, size], dim=1)
 
 
-def _central_fallback(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
-    """torchvision's fallback box size: the whole image, clipped to the allowed aspect ratio."""
+@functools.cache
+def _box_limits(height: int, width: int, device: torch.device) -> Tensor:
+    """``(height, width)`` as a tensor on ``device`` (made once, never copied per call)."""
+    return torch.tensor([float(height), float(width)], device=device)
+
+
+@functools.cache
+def _central_fallback(
+    height: int, width: int, ratio: tuple[float, float], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """torchvision's fallback box: the whole image clipped to the allowed aspect ratio, in the
+    middle; ``(2,)`` sizes and top-left corner on ``device`` (made once)."""
     in_ratio = width / height
     if in_ratio < min(ratio):
-        return round(width / min(ratio)), width
-    if in_ratio > max(ratio):
-        return height, round(height * max(ratio))
-    return height, width
+        box_h, box_w = round(width / min(ratio)), width
+    elif in_ratio > max(ratio):
+        box_h, box_w = height, round(height * max(ratio))
+    else:
+        box_h, box_w = height, width
+    size = torch.tensor([box_h, box_w], device=device, dtype=torch.float32)
+    corner = torch.tensor(
+        [(height - box_h) // 2, (width - box_w) // 2], device=device, dtype=torch.float32
+    )
+    return size, corner
 
 
 def center_square_boxes(num: int, height: int, width: int, device: torch.device) -> Tensor:
@@ -162,44 +179,43 @@ def can_resample_bilinear(height: int, width: int, size: int) -> bool:
 def resample_bilinear(
     images: Tensor, grid: CropGrid, workspace: Workspace, source: Tensor | None = None
 ) -> Tensor:
-    """Bilinear crop-and-resize of every sample as two gathers of two input rows each and a
-    lerp (``crop_matrices``' result, with two taps instead of a dense matmul; see
+    """Bilinear crop-and-resize of every sample as two passes of two-tap weighted row sums
+    (``crop_matrices``' result, with two taps instead of a dense matmul; see
     ``can_resample_bilinear``). Output sample ``n`` is made from ``images[source[n]]`` (default
     ``n``), so a permutation of the batch costs nothing.
 
-    Tap positions are clamped to the box's first and last pixel centre, which is the
-    triangle filter renormalised over the pixels inside the box. Both passes gather whole rows:
-    the row pass's result is transposed in between, so the column pass's result holds each
-    image transposed. Returns it as a ``workspace`` buffer seen through ``transpose(2, 3)``:
-    the right ``(N, C, size, size)`` values, stored column-major (``color.flat_pixels``)."""
+    Each output row is ``(1 - f) row[low] + f row[low + 1]`` of the input rows, one
+    ``embedding_bag`` (a weighted sum of gathered rows, written once) per pass. Tap positions
+    are clamped to the box's first and last pixel centre, which is the triangle filter
+    renormalised over the pixels inside the box. The row pass's result is transposed in
+    between, so the column pass's result holds each image transposed. Returns it seen through
+    ``transpose(2, 3)``: the right ``(N, C, size, size)`` values, stored column-major
+    (``color.flat_pixels``)."""
     num, channels, height, width = images.shape
     size = grid.centres.shape[2]
     device = images.device
     position = torch.clamp(grid.centres - 0.5, min=grid.first, max=grid.last)
     low = position.floor()
-    fraction = (position - low).unsqueeze(2).unsqueeze(4)  # (N, 2 axes, 1, size, 1)
-    taps = torch.stack([low, torch.minimum(low + 1.0, grid.last)]).long()  # (2, N, 2, size)
-    planes = torch.arange(channels, device=device).view(1, channels, 1)
+    upper = position - low  # (N, 2 axes, size): weight of the second tap
+    taps = torch.stack([low, torch.minimum(low + 1.0, grid.last)], dim=3).long()
+    weights = torch.stack([1.0 - upper, upper], dim=3).unsqueeze(1)  # (N, 1, 2, size, 2)
+    planes = torch.arange(channels, device=device).view(1, channels, 1, 1)
     samples = torch.arange(num, device=device) if source is None else source
-    planes = planes + channels * samples.view(num, 1, 1)  # (N, C, 1): plane of (n, c)
+    in_planes = planes + channels * samples.view(num, 1, 1, 1)  # (N, C, 1, 1): plane of (n, c)
+    out_planes = planes + channels * torch.arange(num, device=device).view(num, 1, 1, 1)
 
-    row_index = taps[:, :, 0].unsqueeze(2) + height * planes  # (2, N, C, size)
-    row_taps = workspace.take("taps", (2, num, channels, size, width), device)
-    torch.index_select(
-        images.reshape(-1, width), 0, row_index.view(-1), out=row_taps.view(-1, width)
-    )
-    rows = workspace.take("rows", (num, channels, size, width), device)
-    torch.lerp(row_taps[0], row_taps[1], fraction[:, 0], out=rows)
+    def taps_pass(table: Tensor, axis: int, plane_rows: Tensor, length: int) -> Tensor:
+        bags = taps[:, axis].unsqueeze(1) + length * plane_rows  # (N, C, size, 2)
+        bag_weights = weights[:, :, axis].expand(num, channels, size, 2)
+        return F.embedding_bag(
+            bags.view(-1, 2), table, mode="sum", per_sample_weights=bag_weights.reshape(-1, 2)
+        )
+
+    rows = taps_pass(images.reshape(-1, width), 0, in_planes, height)  # (N C size, W)
     across = workspace.take("across", (num, channels, width, size), device)
-    across.copy_(rows.transpose(2, 3))
-
-    out_planes = torch.arange(num * channels, device=device).view(num, channels, 1)
-    col_index = taps[:, :, 1].unsqueeze(2) + width * out_planes  # (2, N, C, size)
-    col_taps = workspace.take("taps", (2, num, channels, size, size), device)
-    torch.index_select(across.view(-1, size), 0, col_index.view(-1), out=col_taps.view(-1, size))
-    out = workspace.take("resampled", (num, channels, size, size), device)
-    torch.lerp(col_taps[0], col_taps[1], fraction[:, 1], out=out)
-    return out.transpose(2, 3)
+    across.copy_(rows.view(num, channels, size, width).transpose(2, 3))
+    resampled = taps_pass(across.view(-1, size), 1, out_planes, width)  # (N C size_x, size_y)
+    return resampled.view(num, channels, size, size).transpose(2, 3)
 
 
 def separable_apply(images: Tensor, rows: Tensor, cols: Tensor) -> Tensor:

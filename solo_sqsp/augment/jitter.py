@@ -149,18 +149,18 @@ def _step_weights(plan: JitterPlan, channels: int) -> tuple[Tensor, Tensor]:
 
 
 def _blend_(
-    images: Tensor,
+    flat: Tensor,
     scale: Tensor,
     gray_row: Tensor,
     mean_row: Tensor,
     workspace: Workspace,
     with_mean: bool = True,
 ) -> None:
-    """One blend step in place: ``clamp(f x + a gray(x) + b mean(gray(x)))`` with per-sample
-    ``scale`` ``(N,)`` and rows ``(N, 1, C)`` of ``_step_weights``; ``with_mean`` False skips
-    the mean (no sample runs contrast in this step)."""
-    flat = flat_pixels(images)
-    target = workspace.take("blend_target", (flat.shape[0], 1, flat.shape[2]), images.device)
+    """One blend step in place on ``(N, C, H * W)`` pixels (``color.flat_pixels``):
+    ``clamp(f x + a gray(x) + b mean(gray(x)))`` with per-sample ``scale`` ``(N,)`` and rows
+    ``(N, 1, C)`` of ``_step_weights``; ``with_mean`` False skips the mean (no sample runs
+    contrast in this step)."""
+    target = workspace.take("blend_target", (flat.shape[0], 1, flat.shape[2]), flat.device)
     if with_mean:
         offset = torch.bmm(mean_row, flat.mean(dim=2, keepdim=True))
         torch.baddbmm(offset, gray_row, flat, out=target)
@@ -170,10 +170,11 @@ def _blend_(
 
 
 def _masked_jitter_(images: Tensor, plan: JitterPlan, workspace: Workspace) -> None:
+    flat = flat_pixels(images)
     gray_rows, mean_rows = _step_weights(plan, images.shape[1])
     if plan.hue is None or plan.before_hue is None:
         for step in range(_BLEND_OPS):
-            _blend_(images, plan.scale[:, step], gray_rows[:, step], mean_rows[:, step], workspace)
+            _blend_(flat, plan.scale[:, step], gray_rows[:, step], mean_rows[:, step], workspace)
         return
     steps = torch.arange(_BLEND_OPS, device=images.device)
     before = steps < plan.before_hue.unsqueeze(1)  # (N, 3): blend op runs before the hue op
@@ -181,7 +182,7 @@ def _masked_jitter_(images: Tensor, plan: JitterPlan, workspace: Workspace) -> N
         runs = active[..., None, None]
         for step in range(_BLEND_OPS):
             _blend_(
-                images,
+                flat,
                 plan.scale[:, step].masked_fill(~active[:, step], 1.0),
                 gray_rows[:, step] * runs[:, step],
                 mean_rows[:, step] * runs[:, step],
@@ -195,6 +196,7 @@ def _grouped_jitter_(
     images: Tensor, plan: JitterPlan, ends: list[int], workspace: Workspace
 ) -> None:
     jittered = ends[_BLEND_OPS]
+    flat = flat_pixels(images)
     gray_rows, mean_rows = _step_weights(plan, images.shape[1])
     with_mean = (plan.to_mean != 0).cumsum(0).tolist()  # contrast counts, per step
 
@@ -202,7 +204,7 @@ def _grouped_jitter_(
         if start < stop:
             contrast = with_mean[stop - 1][step] - (with_mean[start - 1][step] if start else 0)
             _blend_(
-                images[start:stop],
+                flat[start:stop],
                 plan.scale[start:stop, step],
                 gray_rows[start:stop, step],
                 mean_rows[start:stop, step],
