@@ -13,11 +13,11 @@ mean per sample) and ``apply``. Fusions that keep torchvision's per-image result
 folded into the crop's column resampling; blur, grayscale and normalisation are linear and
 commute, so grayscale and normalisation are one per-sample colour matrix (unless
 solarization or equalization, which are not linear, sit between them). When no crop box is
-larger than the output (enlarging), the bilinear crop is two-tap gathers and lerps rather than
-dense resampling matmuls. Batch-sized temporaries live in a ``Workspace`` kept between calls.
-On the CPU the batch is sorted so that each colour-jitter step touches only the samples that
-need it (reading the group sizes back costs nothing there); the sort is folded into the crop's
-gather.
+larger than the output (enlarging), the bilinear crop is two passes of two-tap weighted row
+sums (``embedding_bag``) rather than dense resampling matmuls. Batch-sized temporaries live in
+a ``Workspace`` kept between calls. On the CPU the batch is sorted so that each colour-jitter
+step touches only the samples that need it (reading the group sizes back costs nothing there);
+the sort is folded into the crop's row pass.
 """
 
 from __future__ import annotations
