@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from solo_sqsp.augment.color import apply_color_affine, grayscale_matrix
+from solo_sqsp.augment.color import apply_color_affine, flat_pixels, grayscale_matrix
 from solo_sqsp.augment.config import AugmentSpec, CropSpec, resolve_mean_std
 from solo_sqsp.augment.filters import blur_matrix, blur_radius, equalize, solarize
 from solo_sqsp.augment.geometry import (
@@ -291,7 +291,12 @@ class BatchAugment:
         normalized = self._normalize(result, plan, out=self._scratch_like(result))
         if order is None:
             return normalized.contiguous()
-        return normalized.index_select(0, order.argsort())  # contiguous, in input order
+        inverse = order.argsort()
+        if result is images:  # the caller's tensor: the output needs memory of its own
+            return normalized.index_select(0, inverse)
+        # `result` is this call's own memory (never a workspace buffer) and is no longer
+        # needed: the output, contiguous and in input order, reuses it (no fresh allocation)
+        return torch.index_select(normalized, 0, inverse, out=_dense_view(result))
 
     def _scratch_like(self, images: Tensor) -> Tensor:
         """A workspace buffer with the shape and memory layout (row- or column-major) of
@@ -310,9 +315,10 @@ class BatchAugment:
         group_ends: list[int] | None = None,
     ) -> Tensor:
         """Everything up to the normalisation, on images in [0, 1], sample ``n`` of the
-        result made from ``images[order[n]]`` (default ``n``). The result may be a workspace
-        buffer, stored row- or column-major (``color.flat_pixels``); ``images`` are never
-        written."""
+        result made from ``images[order[n]]`` (default ``n``). The result is ``images`` itself
+        (nothing to do) or memory of this call's own, never a workspace buffer (``apply`` may
+        write the output into it), stored row- or column-major (``color.flat_pixels``);
+        ``images`` are never written."""
         size = self.crop_size
         _, _, height, width = images.shape
         if plan.crop is not None and (
@@ -375,6 +381,14 @@ class BatchAugment:
                 f"rng is on {rng.device} but images are on {images.device}; use "
                 "torch.Generator(device=images.device)"
             )
+
+
+def _dense_view(images: Tensor) -> Tensor:
+    """A contiguous tensor of the shape of row- or column-major ``images`` over their memory
+    (``color.flat_pixels``' layouts)."""
+    if images.is_contiguous():
+        return images
+    return flat_pixels(images).view(images.shape)
 
 
 def _coin(num: int, prob: float, rng: torch.Generator, device: torch.device) -> Tensor | None:
