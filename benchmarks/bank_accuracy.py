@@ -14,7 +14,7 @@ bank stops costing accuracy. Same probes and output files as the tables. Example
 from __future__ import annotations
 
 from table2 import FULL, QUICK
-from table_rows import Row, parse_args, run_table
+from table_rows import Row, Table, table_main
 
 BANK_SIZES = (256, 1024, 4096)
 ROWS = (
@@ -35,17 +35,16 @@ ROWS = (
 )
 
 
+TABLE = Table(
+    "Teacher bank (digits): Sq & Sp fed by a bank of N samples vs the live teacher",
+    ROWS,
+    ("synthetic source",),
+    lambda row: row.label,
+)
+
+
 def main() -> None:
-    args, budget = parse_args(__doc__.split("\n\n")[0], FULL, QUICK)
-    title = "Teacher bank (digits): Sq & Sp fed by a bank of N samples vs the live teacher"
-    run_table(
-        title,
-        ROWS,
-        args,
-        budget,
-        first_columns=("synthetic source",),
-        domain_label=lambda row: row.label,
-    )
+    table_main(TABLE, __doc__.split("\n\n")[0], FULL, QUICK)
 
 
 if __name__ == "__main__":

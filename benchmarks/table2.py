@@ -12,7 +12,7 @@ plot and JSON (``--out``). Examples:
 
 from __future__ import annotations
 
-from table_rows import Budget, Row, parse_args, run_table
+from table_rows import Budget, Row, Table, table_main
 
 DOMAIN_LABELS = {"real": "Real", "syn": "Syn", "real+syn": "Real & Syn"}
 ROWS = (
@@ -38,17 +38,16 @@ QUICK = Budget(
 )
 
 
+TABLE = Table(
+    "Table 2 (digits): linear and k-NN top-1 of frozen features by pretraining domain",
+    ROWS,
+    ("pretrain data", "method"),
+    lambda row: DOMAIN_LABELS[row.domain],
+)
+
+
 def main() -> None:
-    args, budget = parse_args(__doc__.split("\n\n")[0], FULL, QUICK)
-    title = "Table 2 (digits): linear and k-NN top-1 of frozen features by pretraining domain"
-    run_table(
-        title,
-        ROWS,
-        args,
-        budget,
-        first_columns=("pretrain data", "method"),
-        domain_label=lambda row: DOMAIN_LABELS[row.domain],
-    )
+    table_main(TABLE, __doc__.split("\n\n")[0], FULL, QUICK)
 
 
 if __name__ == "__main__":

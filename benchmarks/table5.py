@@ -14,7 +14,7 @@ outputs on validation images) is the collapse check. Examples:
 from __future__ import annotations
 
 from table2 import FULL, QUICK
-from table_rows import Row, parse_args, run_table
+from table_rows import Row, Table, table_main
 
 ROWS = (
     Row("a: vanilla distillation, no aug", "ablation_a_digits", "sqsp", "syn"),
@@ -26,17 +26,13 @@ ROWS = (
 )
 
 
+TABLE = Table(
+    "Table 5 (digits): ablation of squeeze and span", ROWS, ("row",), lambda row: row.label
+)
+
+
 def main() -> None:
-    args, budget = parse_args(__doc__.split("\n\n")[0], FULL, QUICK)
-    title = "Table 5 (digits): ablation of squeeze and span"
-    run_table(
-        title,
-        ROWS,
-        args,
-        budget,
-        first_columns=("row",),
-        domain_label=lambda row: row.label,
-    )
+    table_main(TABLE, __doc__.split("\n\n")[0], FULL, QUICK)
 
 
 if __name__ == "__main__":

@@ -346,40 +346,48 @@ def parse_args(description: str, full: Budget, quick: Budget) -> tuple[argparse.
     return args, budget
 
 
-def run_table(
-    title: str,
-    rows: Sequence[Row],
-    args: argparse.Namespace,
-    budget: Budget,
-    first_columns: Sequence[str],
-    domain_label: Callable[[Row], str],
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Table:
+    """What a table script shows: its title, rows, leading columns and each row's label in
+    the first of them (the bar plot's too)."""
+
+    title: str
+    rows: tuple[Row, ...]
+    first_columns: tuple[str, ...]
+    domain_label: Callable[[Row], str]
+
+
+def table_main(table: Table, description: str, full: Budget, quick: Budget) -> dict[str, Any]:
+    """A table script's entry point: parse the common flags, then ``run_table``."""
+    args, budget = parse_args(description, full, quick)
+    return run_table(table, args, budget)
+
+
+def run_table(table: Table, args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
     """Train and probe every row for every seed; print and write the markdown, plot and JSON."""
-    selected = [row for row in rows if not args.rows or row.name in args.rows]
+    selected = [row for row in table.rows if not args.rows or row.name in args.rows]
     if not selected:
-        raise SystemExit(f"--rows matches none of {[row.name for row in rows]}")
+        raise SystemExit(f"--rows matches none of {[row.name for row in table.rows]}")
     data = EvalData.load(budget.eval_images)
     out_dir = Path(args.work_dir)
     start = time.perf_counter()
     results = []
     for row in selected:
         runs = [run_row(row, budget, seed, data, out_dir, args.fresh) for seed in budget.seeds]
-        results.append({**summarise(row, runs), "domain_label": domain_label(row)})
+        results.append({**summarise(row, runs), "domain_label": table.domain_label(row)})
     floors = compute_floors(data, budget.seeds[0], args.floors)
-    table = markdown(results, floors, first_columns)
-    print(f"\n{title}\n\n{table}\n")
-    stem = Path(args.out).with_suffix("") if args.out else Path(title.split(":")[0].lower())
+    text = markdown(results, floors, table.first_columns)
+    print(f"\n{table.title}\n\n{text}\n")
+    stem = Path(args.out).with_suffix("") if args.out else Path(table.title.split(":")[0].lower())
     md_path = Path(args.md or f"{stem}.md")
     plot_path = Path(args.plot or f"{stem}.png")
-    md_path.write_text(f"# {title}\n\n{table}\n")
-    bar_plot(results, floors, plot_path, title)
+    md_path.write_text(f"# {table.title}\n\n{text}\n")
+    bar_plot(results, floors, plot_path, table.title)
     print(f"markdown: {md_path}\nplot: {plot_path}")
     result = {
         "rows": [{k: v for k, v in row.items() if k != "domain_label"} for row in results],
         "floors": floors,
         "settings": {**asdict(budget), "quick": args.quick},
-        **(extra or {}),
         "wall_seconds": round(time.perf_counter() - start, 1),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
