@@ -37,17 +37,22 @@ CHANNELS = 512
 CIFAR_CONV_SHAPES = [(4, 1), (4, 2), (8, 1), (8, 2), (16, 1), (16, 2), (32, 1)]
 
 
-def cifar_generator(device: torch.device) -> Generator:
-    """NVIDIA's `--cfg=cifar` generator as converted TF pickles describe it, random weights."""
-    generator = Generator(
-        z_dim=512,
-        c_dim=0,
-        w_dim=512,
-        img_resolution=32,
-        img_channels=3,
-        mapping_kwargs=dict(num_layers=2),
-        synthesis_kwargs=dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256),
-    )
+def cifar_generator(device: torch.device, seed: int = 0) -> Generator:
+    """NVIDIA's `--cfg=cifar` generator as converted TF pickles describe it, random weights
+    drawn from ``seed`` (the global random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = Generator(
+            z_dim=512,
+            c_dim=0,
+            w_dim=512,
+            img_resolution=32,
+            img_channels=3,
+            mapping_kwargs=dict(num_layers=2),
+            synthesis_kwargs=dict(
+                channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256
+            ),
+        )
     return generator.eval().requires_grad_(False).to(device)
 
 

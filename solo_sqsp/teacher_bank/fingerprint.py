@@ -18,7 +18,7 @@ from solo_sqsp.teachers import GeneratorTeacher
 
 def teacher_description(teacher: GeneratorTeacher) -> dict[str, Any]:
     """The teacher's settings that decide what its samples look like (JSON-serialisable)."""
-    call_options = getattr(teacher, "_call_kwargs", {})
+    call_options = teacher.call_options
     return {
         "generator": type(teacher.generator).__name__,
         "feature_names": list(teacher.feature_names),

@@ -267,6 +267,12 @@ class GeneratorTeacher(nn.Module):
         return self._generator
 
     @property
+    def call_options(self) -> dict[str, Any]:
+        """The keyword arguments every generator call gets (noise mode, truncation), as far as
+        the generator accepts them."""
+        return dict(self._call_kwargs)
+
+    @property
     def device(self) -> torch.device:
         for tensor in itertools.chain(self._generator.parameters(), self._generator.buffers()):
             return tensor.device
