@@ -326,6 +326,13 @@ def parse_args(description: str, full: Budget, quick: Budget) -> tuple[argparse.
     parser.add_argument("--seeds", type=int, nargs="+", help=f"default {list(full.seeds)}")
     parser.add_argument("--max-steps", type=int, help="cap on training steps per epoch")
     parser.add_argument("--rows", nargs="+", help="only these rows (config names)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="OVERRIDE",
+        help="Hydra overrides for every selected row, e.g. ++method_kwargs.syn_ratio=0.25",
+    )
     parser.add_argument("--floors", help="digits_floors.py --out JSON (adds the supervised row)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--work-dir", default="table_runs", help="checkpoints of every run")
@@ -365,7 +372,11 @@ def table_main(table: Table, description: str, full: Budget, quick: Budget) -> d
 
 def run_table(table: Table, args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
     """Train and probe every row for every seed; print and write the markdown, plot and JSON."""
-    selected = [row for row in table.rows if not args.rows or row.name in args.rows]
+    selected = [
+        replace(row, overrides=(*row.overrides, *args.set))
+        for row in table.rows
+        if not args.rows or row.name in args.rows
+    ]
     if not selected:
         raise SystemExit(f"--rows matches none of {[row.name for row in table.rows]}")
     data = EvalData.load(budget.eval_images)

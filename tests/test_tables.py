@@ -150,3 +150,9 @@ def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypat
     next(Path("runs").rglob("result.json")).write_text(json.dumps(record))
     run_script(monkeypatch, "table2", *quick, "--out", "t.json")
     assert "reused" not in capsys.readouterr().out
+    # --set: the same row with an override is another run, in a folder of its own
+    run_script(monkeypatch, "table2", *quick, "--set", "++optimizer.lr=0.1", "--out", "t.json")
+    assert "reused" not in capsys.readouterr().out
+    row = json.loads((tmp_path / "t.json").read_text())["rows"][0]
+    assert row["overrides"] == ["++optimizer.lr=0.1"]
+    assert len(list(Path("runs").rglob("result.json"))) == 2
