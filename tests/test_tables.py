@@ -137,9 +137,16 @@ def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     quick = ["--quick", "--rows", "vicreg_real_digits", "--work-dir", "runs"]
     results = []
-    for extra in ([], [], ["--fresh"]):
+    given_floors = tmp_path / "floors.json"  # as digits_floors.py --out writes it
+    given_floors.write_text(
+        json.dumps({"rows": {"raw pixels": {"linear_top1": -1.0}, "supervised": {"knn_top1": 99}}})
+    )
+    for extra in ([], ["--floors", str(given_floors)], ["--fresh"]):
         run_script(monkeypatch, "table2", *quick, *extra, "--out", "t.json")
         results.append(json.loads((tmp_path / "t.json").read_text())["rows"][0]["seeds"][0])
+        floors = json.loads((tmp_path / "t.json").read_text())["floors"]
+        assert floors["raw pixels"]["linear_top1"] >= 0.0  # computed, never the file's
+        assert ("supervised" in floors) == ("--floors" in extra)  # rows the file adds
     printed = capsys.readouterr().out
     assert printed.count("VICReg seed 0: reused") == 1  # the second run only; --fresh trains
     assert results[1] == results[0]
