@@ -291,12 +291,10 @@ class BatchAugment:
         normalized = self._normalize(result, plan, out=self._scratch_like(result))
         if order is None:
             return normalized.contiguous()
-        inverse = order.argsort()
-        if result is images:  # the caller's tensor: the output needs memory of its own
-            return normalized.index_select(0, inverse)
-        # `result` is this call's own memory (never a workspace buffer) and is no longer
-        # needed: the output, contiguous and in input order, reuses it (no fresh allocation)
-        return torch.index_select(normalized, 0, inverse, out=_dense_view(result))
+        # with an `order`, `result` is this call's own memory (never the caller's tensor or a
+        # workspace buffer) and is no longer needed: the output, contiguous and in input
+        # order, reuses it (no fresh allocation)
+        return torch.index_select(normalized, 0, order.argsort(), out=_dense_view(result))
 
     def _scratch_like(self, images: Tensor) -> Tensor:
         """A workspace buffer with the shape and memory layout (row- or column-major) of
@@ -316,9 +314,9 @@ class BatchAugment:
     ) -> Tensor:
         """Everything up to the normalisation, on images in [0, 1], sample ``n`` of the
         result made from ``images[order[n]]`` (default ``n``). The result is ``images`` itself
-        (nothing to do) or memory of this call's own, never a workspace buffer (``apply`` may
-        write the output into it), stored row- or column-major (``color.flat_pixels``);
-        ``images`` are never written."""
+        (no ``order`` and nothing to do) or memory of this call's own, never a workspace
+        buffer (``apply`` may write the output into it), stored row- or column-major
+        (``color.flat_pixels``); ``images`` are never written."""
         size = self.crop_size
         _, _, height, width = images.shape
         if plan.crop is not None and (

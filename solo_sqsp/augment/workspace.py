@@ -38,21 +38,13 @@ class Workspace:
     ) -> Tensor:
         if device.type != "cpu":
             return torch.empty(tuple(shape), device=device, dtype=dtype)
-        state = self._local.__dict__
-        views: dict[tuple, Tensor] = state.setdefault("views", {})
-        key = (name, tuple(shape), device, dtype)
-        view = views.get(key)
-        if view is not None:
-            return view
-        buffers: dict[str, Tensor] = state.setdefault("buffers", {})
+        buffers: dict[str, Tensor] = self._local.__dict__.setdefault("buffers", {})
         numel = math.prod(shape)
         flat = buffers.get(name)
         if flat is None or flat.numel() < numel or flat.device != device or flat.dtype != dtype:
             flat = torch.empty(numel, device=device, dtype=dtype)
             buffers[name] = flat
-            views.clear()  # views of the replaced buffer would no longer share its memory
-        view = views[key] = flat[:numel].view(*shape)
-        return view
+        return flat[:numel].view(*shape)
 
     def __getstate__(self) -> dict:
         return {}
