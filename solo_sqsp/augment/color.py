@@ -75,12 +75,15 @@ def adjust_hue(
     (which may be ``images``) if given, with temporaries in ``workspace`` if given. Images
     with other than 3 channels are left as they are (torchvision's behaviour).
 
-    Branch-free (comparisons, ``where``, ``remainder`` and arg-max are slow on CPUs): which
-    channel is the maximum comes from ``1 - sign(max - channel)``; the hexagonal hue ``h`` from
-    it; and channel ``n`` of the rotated colour is ``V - C clamp(min(k, 4 - k), 0, 1)`` with
-    ``k = (h + 6 shift + 5 - 2n) mod 6``, written as ``V - 2 C + 6 C clamp(|frac(k / 6 +
-    1 / 6) - 1 / 2|, 1 / 6, 1 / 3)`` (distance to the nearest whole turn, read off the
-    fractional part)."""
+    Branch-free (``where``, ``remainder`` and arg-max are slow on CPUs): with ``V``, ``C`` the
+    maximum and the chroma (maximum - minimum), the hexagonal hue is ``h = (g - b) / C`` if
+    red is the maximum, ``2 + (b - r) / C`` if green, ``4 + (r - g) / C`` if blue (the first
+    maximal channel, torchvision's tie order; ties give the same ``h``), picked with 0/1
+    indicators by two ``lerp``s. Channel ``n`` of the rotated colour is ``V - C clamp(min(k,
+    4 - k), 0, 1)`` with ``k = (h + 6 shift + 5 - 2n) mod 6``, written as ``V - 2 C + 6 C
+    clamp(|frac(k / 6 + 1 / 6) - 1 / 2|, 1 / 6, 1 / 3)`` (distance to the nearest whole turn,
+    read off the fractional part). The three channels of that last stage are computed in
+    ``out``'s memory, so ``out`` doubles as scratch."""
     if images.shape[1] != 3:
         return images if out is None else out.copy_(images)
     workspace = workspace or Workspace()
@@ -93,30 +96,28 @@ def adjust_hue(
         return workspace.take(f"hue_{name}", plane_shape, images.device)
 
     red, green, blue = pixels.split(1, dim=1)
-    # elementwise chains, not amax / amin / sum over channels (reductions over a dimension of
-    # three first fill their output)
+    # elementwise chains, not amax / amin over channels (reductions over a dimension of three
+    # first fill their output)
     high = torch.maximum(red, green, out=plane("high"))
     torch.maximum(high, blue, out=high)
     chroma = torch.minimum(red, green, out=plane("chroma"))
     torch.minimum(chroma, blue, out=chroma)
     torch.sub(high, chroma, out=chroma)
-    # 0/1 indicators of the first maximal channel (torchvision's tie order): d = not red,
-    # e = green; red: d = e = 0, green: d = e = 1, blue: d = 1, e = 0
-    not_red = torch.sub(high, red, out=plane("not_red")).sign_()
-    is_green = torch.sub(high, green, out=plane("is_green")).sign_()
-    torch.addcmul(not_red, is_green, not_red, value=-1.0, out=is_green)
-    # h = (g - b) / C if red is the maximum, (b - r) / C + 2 if green, (r - g) / C + 4 if
-    # blue: ((g - b) + d (r + b - 2 g) + e (g + b - 2 r)) / C + 4 d - 2 e
-    total = torch.add(red, green, out=plane("total")).add_(blue)
-    hue = torch.sub(green, blue, out=plane("hue"))
-    hue.addcmul_(not_red, torch.add(total, green, alpha=-3.0, out=plane("term")))
-    hue.addcmul_(is_green, torch.add(total, red, alpha=-3.0, out=plane("term")))
-    hue.div_(torch.clamp(chroma, min=1e-12, out=plane("term")))
-    hue.add_(not_red, alpha=4.0).add_(is_green, alpha=-2.0)
-    # k / 6 + 1 / 6 per channel, kept positive: h / 6 + shift + (2, 5 / 3, 4 / 3)
-    turns = workspace.take("hue_turns", pixels.shape, images.device)
+    # 0/1 indicators of the first maximal channel: red d = e = 0, green d = e = 1, blue d = 1,
+    # e = 0 (comparisons written to float memory: as fast as a subtraction)
+    not_red = torch.ne(high, red, out=plane("not_red"))
+    is_green = torch.eq(high, green, out=plane("is_green")).mul_(not_red)
+    # (h - (4 d - 2 e)) C: g - b, lerped to r - g where d, then to b - r where e
+    spread = torch.sub(green, blue, out=plane("spread"))
+    torch.lerp(spread, torch.sub(red, green, out=plane("blue_spread")), not_red, out=spread)
+    torch.lerp(spread, torch.sub(blue, red, out=plane("green_spread")), is_green, out=spread)
+    # h / 6 = 2 / 3 (d - e / 2 + spread / (4 C)); gray pixels (C = 0) have spread 0
+    sextant = torch.add(not_red, is_green, alpha=-0.5, out=plane("green_spread"))
+    safe_chroma = torch.clamp(chroma, min=1e-12, out=plane("blue_spread"))
+    scaled_hue = torch.addcdiv(sextant, spread, safe_chroma, value=0.25, out=spread)
+    # per channel, kept positive: k / 6 + 1 / 6 = h / 6 + shift + (2, 5 / 3, 4 / 3)
     offsets = _hue_offsets(images.device, images.dtype) + shift.view(-1, 1, 1)
-    torch.add(offsets, hue, alpha=1.0 / 6.0, out=turns)
+    turns = torch.add(offsets, scaled_hue, alpha=2.0 / 3.0, out=out_pixels)
     turns.frac_().sub_(0.5).abs_().clamp_(1.0 / 6.0, 1.0 / 3.0)
     base = torch.add(high, chroma, alpha=-2.0, out=high)
     torch.addcmul(base, chroma.mul_(6.0), turns, out=out_pixels)

@@ -114,36 +114,52 @@ class CropGrid:
     """Each sample's crop as seen by the resampling, rows then columns (axis 1 of every
     tensor): output sample centres ``(N, 2, size)`` in input pixel units (torchvision: output
     ``i`` of a box ``[start, start + length)`` sits at ``start + (i + 0.5) * length / size``;
-    the flip reverses the columns), the filter widening ``(N, 2, 1)`` (``max(1, length /
-    size)``: antialiasing when shrinking), the first and last pixel inside the box ``(N, 2,
-    1)``, and the input's ``(height, width)``."""
+    the flip reverses the columns), the first and last pixel inside the box ``(N, 2, 1)``,
+    and the input's ``(height, width)``."""
 
     centres: Tensor
-    widening: Tensor
     first: Tensor
     last: Tensor
     in_size: tuple[int, int]
+
+    @property
+    def widening(self) -> Tensor:
+        """``(N, 2, 1)`` filter widening ``max(1, length / size)`` (antialiasing when
+        shrinking)."""
+        size = self.centres.shape[2]
+        return (self.last - self.first + 1.0).div_(size).clamp_(min=1.0)
 
 
 def crop_grid(boxes: Tensor, flip: Tensor | None, height: int, width: int, size: int) -> CropGrid:
     """The ``CropGrid`` of ``(N, 4)`` boxes ``(top, left, height, width)`` resized to
     ``size x size``, mirrored left-right where ``flip`` (``(N,)`` bool) is set (the mirrored
     columns run from the box's right edge leftwards)."""
-    outputs = torch.arange(size, device=boxes.device, dtype=boxes.dtype).add_(0.5)
-    starts, lengths = boxes[:, :2].unsqueeze(2), boxes[:, 2:].unsqueeze(2)
+    num = boxes.shape[0]
+    starts, lengths = boxes.view(num, 2, 2, 1).unbind(1)  # (N, 2 axes, 1) each
     steps = lengths / size
     origins = starts
     if flip is not None:
-        mirrored = torch.stack([torch.zeros_like(flip), flip], dim=1).unsqueeze(2)
+        mirrored = flip.view(num, 1, 1) & _column_axis(boxes.device)
         origins = torch.where(mirrored, starts + lengths, starts)
         steps = torch.where(mirrored, -steps, steps)
     return CropGrid(
-        centres=torch.addcmul(origins, outputs, steps),
-        widening=(lengths / size).clamp_(min=1.0),
+        centres=torch.addcmul(origins, _output_offsets(size, boxes.device, boxes.dtype), steps),
         first=starts,
-        last=starts + lengths - 1.0,
+        last=torch.add(starts, lengths).sub_(1.0),
         in_size=(height, width),
     )
+
+
+@functools.cache
+def _column_axis(device: torch.device) -> Tensor:
+    """``(1, 2, 1)`` bool: False for the row axis, True for the column axis (made once)."""
+    return torch.tensor([False, True], device=device).view(1, 2, 1)
+
+
+@functools.cache
+def _output_offsets(size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``(size,)``: ``i + 0.5``, output sample ``i``'s centre in output pixels (made once)."""
+    return torch.arange(size, device=device, dtype=dtype).add_(0.5)
 
 
 def crop_matrices(grid: CropGrid, interpolation: str = "bilinear") -> tuple[Tensor, Tensor]:
@@ -193,29 +209,65 @@ def resample_bilinear(
     (``color.flat_pixels``)."""
     num, channels, height, width = images.shape
     size = grid.centres.shape[2]
-    device = images.device
-    position = torch.clamp(grid.centres - 0.5, min=grid.first, max=grid.last)
-    low = position.floor()
-    upper = position - low  # (N, 2 axes, size): weight of the second tap
+    position = torch.clamp(grid.centres - 0.5, min=grid.first, max=grid.last)  # (N, 2, size)
+    upper = position.frac()  # weight of the second tap (positions are >= 0)
+    low = position - upper
     taps = torch.stack([low, torch.minimum(low + 1.0, grid.last)], dim=3).long()
-    weights = torch.stack([1.0 - upper, upper], dim=3).unsqueeze(1)  # (N, 1, 2, size, 2)
-    planes = torch.arange(channels, device=device).view(1, channels, 1, 1)
-    samples = torch.arange(num, device=device) if source is None else source
-    in_planes = planes + channels * samples.view(num, 1, 1, 1)  # (N, C, 1, 1): plane of (n, c)
-    out_planes = planes + channels * torch.arange(num, device=device).view(num, 1, 1, 1)
+    # both passes' bags in one add: (2 axes, N, C, size, 2 taps), rows of the pass's table
+    bags = torch.empty(2, num, channels, size, 2, device=images.device, dtype=torch.long)
+    plane_offsets = _plane_offsets(source, num, channels, height, width, images.device)
+    torch.add(taps.transpose(0, 1).unsqueeze(2), plane_offsets, out=bags)
+    weights = torch.stack([1.0 - upper, upper], dim=3).transpose(0, 1).unsqueeze(2)
+    weights = weights.expand(2, num, channels, size, 2).contiguous()
+    offsets = _bag_offsets(num * channels * size, images.device)
 
-    def taps_pass(table: Tensor, axis: int, plane_rows: Tensor, length: int) -> Tensor:
-        bags = taps[:, axis].unsqueeze(1) + length * plane_rows  # (N, C, size, 2)
-        bag_weights = weights[:, :, axis].expand(num, channels, size, 2)
+    def taps_pass(table: Tensor, axis: int) -> Tensor:
         return F.embedding_bag(
-            bags.view(-1, 2), table, mode="sum", per_sample_weights=bag_weights.reshape(-1, 2)
+            bags[axis].view(-1),
+            table,
+            offsets,
+            mode="sum",
+            per_sample_weights=weights[axis].view(-1),
         )
 
-    rows = taps_pass(images.reshape(-1, width), 0, in_planes, height)  # (N C size, W)
-    across = workspace.take("across", (num, channels, width, size), device)
+    rows = taps_pass(images.view(-1, width), 0)  # (N C size_y, W)
+    across = workspace.take("across", (num, channels, width, size), images.device)
     across.copy_(rows.view(num, channels, size, width).transpose(2, 3))
-    resampled = taps_pass(across.view(-1, size), 1, out_planes, width)  # (N C size_x, size_y)
+    resampled = taps_pass(across.view(-1, size), 1)  # (N C size_x, size_y)
     return resampled.view(num, channels, size, size).transpose(2, 3)
+
+
+def _plane_offsets(
+    source: Tensor | None, num: int, channels: int, height: int, width: int, device: torch.device
+) -> Tensor:
+    """``(2, N, C, 1, 1)``: the first table row of plane ``(n, c)`` in each pass, the row pass
+    reading plane ``(source[n], c)`` of the input (``H`` rows each), the column pass plane
+    ``(n, c)`` of the transposed row-pass result (``W`` rows each)."""
+    columns = _identity_plane_offsets(num, channels, width, device)
+    if source is None:
+        rows = _identity_plane_offsets(num, channels, height, device)
+    else:
+        first_rows = _plane_starts(channels, height, device)
+        rows = torch.add(first_rows, source.view(num, 1), alpha=channels * height)
+    return torch.stack([rows, columns]).view(2, num, channels, 1, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _identity_plane_offsets(num: int, channels: int, length: int, device: torch.device) -> Tensor:
+    """``(N, C)``: ``(C n + c) length``, the first row of plane ``(n, c)`` (made once)."""
+    return torch.arange(num * channels, device=device).mul_(length).view(num, channels)
+
+
+@functools.cache
+def _plane_starts(channels: int, length: int, device: torch.device) -> Tensor:
+    """``(1, C)``: ``c length`` (made once)."""
+    return torch.arange(channels, device=device).mul_(length).view(1, channels)
+
+
+@functools.lru_cache(maxsize=16)
+def _bag_offsets(bags: int, device: torch.device) -> Tensor:
+    """``(bags,)``: where each two-tap bag starts in the flat index list (made once)."""
+    return torch.arange(0, 2 * bags, 2, device=device)
 
 
 def separable_apply(images: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
