@@ -233,6 +233,7 @@ def resample_bilinear(
     rows = taps_pass(images.view(-1, width), 0)  # (N C size_y, W)
     across = workspace.take("across", (num, channels, width, size), images.device)
     across.copy_(rows.view(num, channels, size, width).transpose(2, 3))
+    del rows  # the next pass's result may take its memory (no page faults in fresh memory)
     resampled = taps_pass(across.view(-1, size), 1)  # (N C size_x, size_y)
     return resampled.view(num, channels, size, size).transpose(2, 3)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -141,53 +142,70 @@ def color_jitter_(
     return images
 
 
-def _step_weights(plan: JitterPlan, channels: int) -> tuple[Tensor, Tensor]:
-    """``(N, 3, 1, C)`` rows that give each step's gray term ``to_gray w . x`` and contrast
-    term ``to_mean w . mean(x)`` (``w``: the gray weights) as batched matmuls."""
+class _BlendStep(NamedTuple):
+    """Step ``s``'s per-sample coefficients for batched matmuls: ``scale`` ``(N, 1, 1)``
+    (``f``), ``gray_row`` and ``mean_row`` ``(N, 1, C)``, which give the gray term
+    ``to_gray w . x`` and the contrast term ``to_mean w . mean(x)`` (``w``: gray weights)."""
+
+    scale: Tensor
+    gray_row: Tensor
+    mean_row: Tensor
+
+    def rows(self, start: int, stop: int) -> _BlendStep:
+        return _BlendStep(*(part[start:stop] for part in self))
+
+
+def _blend_steps(plan: JitterPlan, channels: int) -> list[_BlendStep]:
+    """The three steps' coefficients, each a view of one tensor per kind (made in 11 ops)."""
+    num = plan.scale.shape[0]
     weights = gray_weights(channels, plan.scale.device)
-    return plan.to_gray[..., None, None] * weights, plan.to_mean[..., None, None] * weights
+
+    def by_step(coefficients: Tensor) -> Tensor:
+        return coefficients.t().view(_BLEND_OPS, num, 1, 1)
+
+    return [
+        _BlendStep(*parts)
+        for parts in zip(
+            by_step(plan.scale).unbind(0),
+            (by_step(plan.to_gray) * weights).unbind(0),
+            (by_step(plan.to_mean) * weights).unbind(0),
+            strict=True,
+        )
+    ]
 
 
-def _blend_(
-    flat: Tensor,
-    scale: Tensor,
-    gray_row: Tensor,
-    mean_row: Tensor,
-    workspace: Workspace,
-    with_mean: bool = True,
-) -> None:
+def _blend_(flat: Tensor, step: _BlendStep, workspace: Workspace, with_mean: bool = True) -> None:
     """One blend step in place on ``(N, C, H * W)`` pixels (``color.flat_pixels``):
-    ``clamp(f x + a gray(x) + b mean(gray(x)))`` with per-sample ``scale`` ``(N,)`` and rows
-    ``(N, 1, C)`` of ``_step_weights``; ``with_mean`` False skips the mean (no sample runs
-    contrast in this step)."""
+    ``clamp(f x + a gray(x) + b mean(gray(x)))`` with ``step``'s per-sample coefficients;
+    ``with_mean`` False skips the mean (no sample runs contrast in this step)."""
     target = workspace.take("blend_target", (flat.shape[0], 1, flat.shape[2]), flat.device)
     if with_mean:
-        offset = torch.bmm(mean_row, flat.mean(dim=2, keepdim=True))
-        torch.baddbmm(offset, gray_row, flat, out=target)
+        offset = torch.bmm(step.mean_row, flat.mean(dim=2, keepdim=True))
+        torch.baddbmm(offset, step.gray_row, flat, out=target)
     else:
-        torch.bmm(gray_row, flat, out=target)
-    torch.addcmul(target, flat, scale.view(-1, 1, 1), out=flat).clamp_(0.0, 1.0)
+        torch.bmm(step.gray_row, flat, out=target)
+    torch.addcmul(target, flat, step.scale, out=flat).clamp_(0.0, 1.0)
 
 
 def _masked_jitter_(images: Tensor, plan: JitterPlan, workspace: Workspace) -> None:
     flat = flat_pixels(images)
-    gray_rows, mean_rows = _step_weights(plan, images.shape[1])
+    steps = _blend_steps(plan, images.shape[1])
     if plan.hue is None or plan.before_hue is None:
-        for step in range(_BLEND_OPS):
-            _blend_(flat, plan.scale[:, step], gray_rows[:, step], mean_rows[:, step], workspace)
+        for step in steps:
+            _blend_(flat, step, workspace)
         return
-    steps = torch.arange(_BLEND_OPS, device=images.device)
-    before = steps < plan.before_hue.unsqueeze(1)  # (N, 3): blend op runs before the hue op
+    step_ids = torch.arange(_BLEND_OPS, device=images.device)
+    before = step_ids < plan.before_hue.unsqueeze(1)  # (N, 3): blend op runs before the hue op
     for active in (before, ~before):
         runs = active[..., None, None]
-        for step in range(_BLEND_OPS):
-            _blend_(
-                flat,
-                plan.scale[:, step].masked_fill(~active[:, step], 1.0),
-                gray_rows[:, step] * runs[:, step],
-                mean_rows[:, step] * runs[:, step],
-                workspace,
+        for index, step in enumerate(steps):
+            running = runs[:, index]
+            masked = _BlendStep(
+                step.scale.masked_fill(~running, 1.0),
+                step.gray_row * running,
+                step.mean_row * running,
             )
+            _blend_(flat, masked, workspace)
         if active is before:
             adjust_hue(images, plan.hue, out=images, workspace=workspace)
 
@@ -197,19 +215,14 @@ def _grouped_jitter_(
 ) -> None:
     jittered = ends[_BLEND_OPS]
     flat = flat_pixels(images)
-    gray_rows, mean_rows = _step_weights(plan, images.shape[1])
+    steps = _blend_steps(plan, images.shape[1])
     with_mean = (plan.to_mean != 0).cumsum(0).tolist()  # contrast counts, per step
 
     def blend_rows(step: int, start: int, stop: int) -> None:
         if start < stop:
             contrast = with_mean[stop - 1][step] - (with_mean[start - 1][step] if start else 0)
             _blend_(
-                flat[start:stop],
-                plan.scale[start:stop, step],
-                gray_rows[start:stop, step],
-                mean_rows[start:stop, step],
-                workspace,
-                with_mean=contrast > 0,
+                flat[start:stop], steps[step].rows(start, stop), workspace, with_mean=contrast > 0
             )
 
     if plan.hue is None:

@@ -44,10 +44,19 @@ class Workspace:
         if flat is None or flat.numel() < numel or flat.device != device or flat.dtype != dtype:
             flat = torch.empty(numel, device=device, dtype=dtype)
             buffers[name] = flat
-        return flat[:numel].view(*shape)
+        return flat.as_strided(tuple(shape), _contiguous_strides(shape))
 
     def __getstate__(self) -> dict:
         return {}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__()
+
+
+def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Row-major strides of ``shape`` (in elements)."""
+    strides, step = [], 1
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return tuple(reversed(strides))
