@@ -257,6 +257,21 @@ def test_shape_and_range(input_size):
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
 
 
+def test_tiny_batches_match_torchvision_including_no_jittered_sample():
+    """Batches of 0 to 2 images: a batch where no sample draws colour jitter (1 in 5 for one
+    image) runs (it once failed on an empty hue step) and every batch equals torchvision."""
+    aug = BatchAugment.from_cfg(FULL, *CIFAR10_MEAN_STD)
+    assert aug(torch.rand(0, 3, 32, 32), generator(0)).shape == (0, 3, 24, 24)
+    none_jittered = 0
+    for seed in range(16):
+        images = torch.rand(1 + seed % 2, 3, 32, 32, generator=generator(seed))
+        params = aug.sample_params(images.shape[0], 32, 32, generator(100 + seed))
+        none_jittered += int(not params.jitter.applied.any())
+        reference = replay_with_torchvision(aug, images, params)
+        torch.testing.assert_close(run_params(aug, images, params), reference, atol=1e-4, rtol=0)
+    assert none_jittered >= 1  # the case above is exercised
+
+
 def test_single_channel_images():
     spec = dict(FULL, grayscale={"prob": 1.0})
     aug = BatchAugment.from_cfg(spec, mean=(0.5,), std=(0.5,))

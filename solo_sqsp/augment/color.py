@@ -26,10 +26,10 @@ def flat_pixels(images: Tensor) -> Tensor:
     """``(N, C, H * W)`` view of the pixels of ``images`` stored row-major or column-major
     (dense ``(N, C, W, H)`` seen through ``transpose(2, 3)``), in storage order: pixelwise ops
     need no particular order. Other layouts raise ``ValueError`` (no view exists)."""
-    num, channels = images.shape[:2]
+    num, channels, height, width = images.shape
     for candidate in (images, images.transpose(2, 3)):
         if candidate.is_contiguous():
-            return candidate.view(num, channels, -1)
+            return candidate.view(num, channels, height * width)  # explicit: N may be 0
     raise ValueError(
         f"images with strides {images.stride()} are neither row- nor column-major; pass "
         "images.contiguous()"
