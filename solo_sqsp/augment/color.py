@@ -93,7 +93,7 @@ def adjust_hue(
     plane_shape = (pixels.shape[0], 1, pixels.shape[2])
 
     def plane(name: str) -> Tensor:
-        return workspace.take(f"hue_{name}", plane_shape, images.device)
+        return workspace.take(f"plane_{name}", plane_shape, images.device)
 
     red, green, blue = pixels.split(1, dim=1)
     # elementwise chains, not amax / amin over channels (reductions over a dimension of three
@@ -109,18 +109,19 @@ def adjust_hue(
     is_green = torch.eq(high, green, out=plane("is_green")).mul_(not_red)
     # (h - (4 d - 2 e)) C: g - b, lerped to r - g where d, then to b - r where e
     spread = torch.sub(green, blue, out=plane("spread"))
-    torch.lerp(spread, torch.sub(red, green, out=plane("blue_spread")), not_red, out=spread)
-    torch.lerp(spread, torch.sub(blue, red, out=plane("green_spread")), is_green, out=spread)
+    other = torch.sub(red, green, out=plane("other"))
+    torch.lerp(spread, other, not_red, out=spread)
+    torch.lerp(spread, torch.sub(blue, red, out=other), is_green, out=spread)
     # h / 6 = 2 / 3 (d - e / 2 + spread / (4 C)); gray pixels (C = 0) have spread 0
-    sextant = torch.add(not_red, is_green, alpha=-0.5, out=plane("green_spread"))
-    safe_chroma = torch.clamp(chroma, min=1e-12, out=plane("blue_spread"))
+    sextant = torch.add(not_red, is_green, alpha=-0.5, out=not_red)
+    safe_chroma = torch.clamp(chroma, min=1e-12, out=other)
     scaled_hue = torch.addcdiv(sextant, spread, safe_chroma, value=0.25, out=spread)
     # per channel, kept positive: k / 6 + 1 / 6 = h / 6 + shift + (2, 5 / 3, 4 / 3)
     offsets = _hue_offsets(images.device, images.dtype) + shift.view(-1, 1, 1)
     turns = torch.add(offsets, scaled_hue, alpha=2.0 / 3.0, out=out_pixels)
     turns.frac_().sub_(0.5).abs_().clamp_(1.0 / 6.0, 1.0 / 3.0)
     base = torch.add(high, chroma, alpha=-2.0, out=high)
-    torch.addcmul(base, chroma.mul_(6.0), turns, out=out_pixels)
+    torch.addcmul(base, chroma, turns, value=6.0, out=out_pixels)
     return out
 
 

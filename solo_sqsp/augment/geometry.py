@@ -25,6 +25,8 @@ CROP_TRIALS = 10
 """torchvision's ``RandomResizedCrop`` tries 10 (area, ratio) draws before its fallback."""
 
 INTERPOLATIONS = ("bilinear", "bicubic")
+SCRATCH = "resample"
+"""Name of the ``Workspace`` buffer ``resample_bilinear`` uses; free again when it returns."""
 _BICUBIC_A = -0.5
 """Keys' cubic with a = -0.5: the filter of torchvision's antialiased bicubic resize (PIL's)."""
 
@@ -231,7 +233,7 @@ def resample_bilinear(
         )
 
     rows = taps_pass(images.view(-1, width), 0)  # (N C size_y, W)
-    across = workspace.take("across", (num, channels, width, size), images.device)
+    across = workspace.take(SCRATCH, (num, channels, width, size), images.device)
     across.copy_(rows.view(num, channels, size, width).transpose(2, 3))
     del rows  # the next pass's result may take its memory (no page faults in fresh memory)
     resampled = taps_pass(across.view(-1, size), 1)  # (N C size_x, size_y)

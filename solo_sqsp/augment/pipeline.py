@@ -36,6 +36,7 @@ from solo_sqsp.augment.config import AugmentSpec, CropSpec, resolve_mean_std
 from solo_sqsp.augment.filters import blur_matrix, blur_radius, equalize, solarize
 from solo_sqsp.augment.geometry import (
     INTERPOLATIONS,
+    SCRATCH,
     CropGrid,
     can_resample_bilinear,
     center_square_boxes,
@@ -281,20 +282,20 @@ class BatchAugment:
         from the device."""
         images = images.float().contiguous()
         host = images.device.type == "cpu" if on_host is None else on_host
-        order, group_ends = None, None
-        if host and plan.jitter is not None:
-            order, group_ends = jitter_groups(plan.jitter)
-            plan = plan.rows(order)
-        result = self._run(images, plan, order, group_ends)
-        if order is None and result.is_contiguous():
-            return self._normalize(result, plan, out=torch.empty_like(result))
-        normalized = self._normalize(result, plan, out=self._scratch_like(result))
-        if order is None:
-            return normalized.contiguous()
-        # with an `order`, `result` is this call's own memory (never the caller's tensor or a
-        # workspace buffer) and is no longer needed: the output, contiguous and in input
-        # order, reuses it (no fresh allocation)
-        return torch.index_select(normalized, 0, order.argsort(), out=_dense_view(result))
+        if not (host and plan.jitter is not None):
+            result = self._run(images, plan)
+            if result.is_contiguous():
+                return self._normalize(result, plan, out=torch.empty_like(result))
+            return self._normalize(result, plan, out=self._scratch_like(result)).contiguous()
+        order, group_ends = jitter_groups(plan.jitter)
+        result = self._run(images, plan.rows(order), order, group_ends)
+        # `result` is this call's own memory (never the caller's tensor or a workspace
+        # buffer): the samples go back to input order, row-major, in the crop's scratch buffer
+        # (free again, so no extra memory is touched), and the output is normalised into
+        # `result`'s memory (no fresh allocation)
+        staged = self._workspace.take(SCRATCH, result.shape, result.device)
+        torch.index_select(result, 0, order.argsort(), out=staged)
+        return self._normalize(staged, plan, out=_dense_view(result))
 
     def _scratch_like(self, images: Tensor) -> Tensor:
         """A workspace buffer with the shape and memory layout (row- or column-major) of
