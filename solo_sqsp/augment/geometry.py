@@ -214,9 +214,9 @@ def resample_bilinear(
     position = torch.clamp(grid.centres - 0.5, min=grid.first, max=grid.last)  # (N, 2, size)
     upper = position.frac()  # weight of the second tap (positions are >= 0)
     low = position - upper
-    taps = torch.stack([low, torch.minimum(low + 1.0, grid.last)], dim=3).long()
+    taps = torch.stack([low, torch.minimum(low + 1.0, grid.last)], dim=3).int()
     # both passes' bags in one add: (2 axes, N, C, size, 2 taps), rows of the pass's table
-    bags = torch.empty(2, num, channels, size, 2, device=images.device, dtype=torch.long)
+    bags = torch.empty(2, num, channels, size, 2, device=images.device, dtype=torch.int32)
     plane_offsets = _plane_offsets(source, num, channels, height, width, images.device)
     torch.add(taps.transpose(0, 1).unsqueeze(2), plane_offsets, out=bags)
     weights = torch.stack([1.0 - upper, upper], dim=3).transpose(0, 1).unsqueeze(2)
@@ -251,26 +251,30 @@ def _plane_offsets(
         rows = _identity_plane_offsets(num, channels, height, device)
     else:
         first_rows = _plane_starts(channels, height, device)
-        rows = torch.add(first_rows, source.view(num, 1), alpha=channels * height)
+        rows = torch.add(first_rows, source.view(num, 1).int(), alpha=channels * height)
     return torch.stack([rows, columns]).view(2, num, channels, 1, 1)
 
 
 @functools.lru_cache(maxsize=16)
 def _identity_plane_offsets(num: int, channels: int, length: int, device: torch.device) -> Tensor:
     """``(N, C)``: ``(C n + c) length``, the first row of plane ``(n, c)`` (made once)."""
-    return torch.arange(num * channels, device=device).mul_(length).view(num, channels)
+    return (
+        torch.arange(num * channels, device=device, dtype=torch.int32)
+        .mul_(length)
+        .view(num, channels)
+    )
 
 
 @functools.cache
 def _plane_starts(channels: int, length: int, device: torch.device) -> Tensor:
     """``(1, C)``: ``c length`` (made once)."""
-    return torch.arange(channels, device=device).mul_(length).view(1, channels)
+    return torch.arange(channels, device=device, dtype=torch.int32).mul_(length).view(1, channels)
 
 
 @functools.lru_cache(maxsize=16)
 def _bag_offsets(bags: int, device: torch.device) -> Tensor:
     """``(bags,)``: where each two-tap bag starts in the flat index list (made once)."""
-    return torch.arange(0, 2 * bags, 2, device=device)
+    return torch.arange(0, 2 * bags, 2, device=device, dtype=torch.int32)
 
 
 def separable_apply(images: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
