@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from solo_sqsp.config import ConfigError
+
 CHECKPOINT_SUFFIX = ".ckpt"
 
 
@@ -114,3 +116,30 @@ def _write_failure_message(target: Path, err: OSError) -> str:
         f"could not write checkpoint {target}: {cause}; {kept}. Fix: {fix} or set "
         f"checkpoint.dir to another folder{resume}"
     )
+
+
+def resume_step(path: str | os.PathLike[str] | None) -> int | None:
+    """The global step of the checkpoint a run resumes from (None: no resume); raise
+    ``ConfigError`` unless ``path`` is a readable Lightning training checkpoint. Its tensors are
+    memory-mapped, not read."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"resume_from_checkpoint={path} is not a file; pass a .ckpt of an earlier run "
+            "(<checkpoint.dir>/<method>/<name>-<id>/last.ckpt) or leave it unset"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # a truncated zip, a pickle, a file of another kind
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(
+            f"resume_from_checkpoint={path} is not a readable Lightning checkpoint ({cause}); "
+            "pass a .ckpt written by an earlier run of this library"
+        ) from error
+    if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
+        raise ConfigError(
+            f"resume_from_checkpoint={path} has no global_step: not a Lightning training "
+            "checkpoint (weights alone cannot resume a run)"
+        )
+    return int(checkpoint["global_step"])

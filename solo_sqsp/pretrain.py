@@ -21,11 +21,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from solo_sqsp.checkpointing import AtomicCheckpointIO
-from solo_sqsp.config import ConfigError, omegaconf_select, parse_cfg
+from solo_sqsp.checkpointing import AtomicCheckpointIO, resume_step
+from solo_sqsp.config import omegaconf_select, parse_cfg
 from solo_sqsp.data import (
     active_backend,
     has_validation_split,
@@ -35,6 +34,7 @@ from solo_sqsp.data import (
 )
 from solo_sqsp.lr_schedule import check_schedule
 from solo_sqsp.methods import ACTIVE_BASE, get_method
+from solo_sqsp.metrics_log import ResumableCSVLogger
 from solo_sqsp.numerics import NonFiniteLossGuard
 from solo_sqsp.preflight import check_method
 from solo_sqsp.trainer_settings import lightning_settings
@@ -56,16 +56,6 @@ def steps_per_epoch(num_real: int, cfg: DictConfig, world_size: int) -> int:
     return max(1, num_real // (cfg.optimizer.batch_size * world_size))
 
 
-def check_resume_path(cfg: DictConfig) -> None:
-    """Raise ConfigError unless ``resume_from_checkpoint`` is unset or an existing file."""
-    path = omegaconf_select(cfg, "resume_from_checkpoint")
-    if path is not None and not Path(path).is_file():
-        raise ConfigError(
-            f"resume_from_checkpoint={path} is not a file; pass a .ckpt of an earlier run "
-            "(<checkpoint.dir>/<method>/<name>-<id>/last.ckpt) or leave it unset"
-        )
-
-
 def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Pretrain as configured; return the final metrics (also written to ``metrics.json``).
 
@@ -74,7 +64,7 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
     OmegaConf.set_struct(cfg, False)
     cfg = parse_cfg(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    check_resume_path(cfg)
+    resumed_step = resume_step(omegaconf_select(cfg, "resume_from_checkpoint"))
     validate_data_cfg(cfg, "pretrain")
     model = get_method(cfg.method)(cfg)
     check_method(model, cfg)
@@ -123,7 +113,7 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
             *callbacks,
         ],
         plugins=[AtomicCheckpointIO()],
-        logger=CSVLogger(run_dir, name="", version=""),
+        logger=ResumableCSVLogger(run_dir, resumed_step=resumed_step),
         enable_checkpointing=bool(cfg.checkpoint.enabled),
         num_sanity_val_steps=0,
         deterministic=False,

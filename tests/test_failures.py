@@ -175,6 +175,24 @@ def test_bad_settings(files, tmp_path, overrides, match) -> None:
     expect_early_failure(files, tmp_path, overrides, (ValueError, KeyError), match)
 
 
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"PK\x03\x04 truncated zip", "is not a readable Lightning checkpoint"),
+        (None, "has no global_step: not a Lightning training"),
+    ],
+)
+def test_unreadable_resume_checkpoint_fails_before_training(files, tmp_path, content, match):
+    """A truncated file or a checkpoint without training state is refused by the preflight."""
+    path = tmp_path / "broken.ckpt"
+    if content is None:
+        torch.save({"state_dict": {}}, path)  # weights only: no loop state to resume
+    else:
+        path.write_bytes(content)
+    overrides = [f"++resume_from_checkpoint='{path}'"]
+    expect_early_failure(files, tmp_path, overrides, ValueError, match)
+
+
 def test_main_pretrain_prints_the_message(files, tmp_path) -> None:
     """The command line run fails with a non-zero status; its error line is the message."""
     missing = tmp_path / "missing.pkl"

@@ -374,6 +374,23 @@ def test_cli_reports_bad_input_in_one_line_before_training(pretrain_run, tmp_pat
     assert message.startswith("main_linear.py: data.train_path=") and "\n" not in message
     assert not (tmp_path / "linear").exists()
 
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes((pretrain_run / "last.ckpt").read_bytes()[:1000])
+    with pytest.raises(SystemExit) as raised:
+        run_script(
+            "main_linear.py",
+            "--config-name",
+            "linear_cifar10",
+            f"pretrained_feature_extractor={pretrain_run}",
+            f"+resume_from_checkpoint={truncated}",
+            "accelerator=cpu",
+            f"checkpoint.dir={tmp_path}",
+        )
+    message = str(raised.value.code)
+    assert message.startswith("main_linear.py: resume_from_checkpoint=") and "\n" not in message
+    assert "is not a readable Lightning checkpoint" in message
+    assert not (tmp_path / "linear").exists()
+
     missing = tmp_path / "missing.ckpt"
     result = subprocess.run(
         [

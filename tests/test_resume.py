@@ -5,6 +5,7 @@ error and leaves the earlier checkpoints intact."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -92,6 +93,38 @@ def test_killed_run_resumes_to_the_same_epoch_and_step(reference, tmp_path) -> N
     assert (metrics["epochs"], metrics["steps"]) == (EPOCHS, EPOCHS)
     last = load(run_dir / "last.ckpt")
     assert last["global_step"] == EPOCHS and last["sqsp_synthetic_state"]["step"] == EPOCHS
+
+
+def read_metrics_csv(run_dir: Path) -> list[dict[str, str]]:
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_resuming_into_the_run_folder_keeps_the_metrics_logged_before(reference, tmp_path):
+    """Lightning's CSV logger deletes metrics.csv in a non-empty folder; resuming keeps the rows
+    logged before the checkpoint's step, drops later ones (training the resumed run repeats)
+    and appends its own."""
+    run_dir = run_folder(tmp_path / "runs", "reference")
+    shutil.copytree(reference["run_dir"], run_dir)
+    earlier = read_metrics_csv(run_dir)
+    assert [int(row["step"]) for row in earlier] == list(range(EPOCHS))
+    stale = dict(earlier[-1], step=str(EPOCHS + 5))  # logged after the checkpoint, then killed
+    with (run_dir / "metrics.csv").open("a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(stale)).writerow(stale)
+
+    overrides = [
+        f"max_epochs={EPOCHS + 1}",
+        "++limit_train_batches=1",
+        "++run_id=reference",
+        resume_override(run_dir / "last.ckpt"),
+    ]
+    run_pretrain(tiny_config(reference["inputs"], tmp_path / "runs", overrides))
+    logged = read_metrics_csv(run_dir)
+    assert [int(row["step"]) for row in logged] == list(range(EPOCHS + 1))
+    assert logged[:EPOCHS] == earlier  # the earlier rows, value for value
 
 
 def nested_equal(restored: Any, saved: Any, where: str) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
+from solo_sqsp.checkpointing import resume_step
 from solo_sqsp.config import (
     OPTIMIZER_KWARGS_DEFAULTS,
     normalize_devices,
@@ -33,6 +33,7 @@ from solo_sqsp.evaluation.config import (
     write_run_files,
 )
 from solo_sqsp.evaluation.linear_model import LinearModel, build_linear_model
+from solo_sqsp.metrics_log import ResumableCSVLogger
 from solo_sqsp.trainer_settings import lightning_settings
 
 FINAL_METRICS = ("val_acc1", "val_acc5", "val_loss")
@@ -71,6 +72,7 @@ def run_linear(cfg: DictConfig) -> dict[str, Any]:
     written to ``metrics.json``)."""
     cfg = parse_linear_cfg(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    resumed_step = resume_step(cfg.resume_from_checkpoint)
     pretrained = load_frozen_backbone(cfg)
     validate_data_cfg(cfg, "classification")
     train_loader, val_loader = make_classification_dataloaders(
@@ -98,7 +100,7 @@ def run_linear(cfg: DictConfig) -> dict[str, Any]:
     trainer = pl.Trainer(
         **lightning_settings(cfg),
         callbacks=callbacks,
-        logger=CSVLogger(run_dir, name="", version=""),
+        logger=ResumableCSVLogger(run_dir, resumed_step=resumed_step),
         enable_checkpointing=bool(cfg.checkpoint.enabled),
         num_sanity_val_steps=0,
     )
