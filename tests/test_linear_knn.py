@@ -358,38 +358,36 @@ def test_checkpoint_that_weights_only_loading_refuses(pretrain_run, tmp_path):
         load_frozen_backbone(eval_cfg(path, **{"backbone.name": "resnet18"}))
 
 
-def test_cli_reports_bad_input_in_one_line_before_training(pretrain_run, tmp_path):
+def main_linear_error(pretrain_run: Path, tmp_path: Path, *overrides: str) -> str:
+    """``main_linear.py``'s one-line exit message for ``overrides``; no run folder is left."""
     with pytest.raises(SystemExit) as raised:
         run_script(
             "main_linear.py",
             "--config-name",
             "linear_cifar10",
             f"pretrained_feature_extractor={pretrain_run}",
-            f"data.train_path={tmp_path / 'no-cifar-here'}",
-            f"data.val_path={tmp_path / 'no-cifar-here'}",
             "accelerator=cpu",
             f"checkpoint.dir={tmp_path}",
+            *overrides,
         )
-    message = str(raised.value.code)
-    assert message.startswith("main_linear.py: data.train_path=") and "\n" not in message
     assert not (tmp_path / "linear").exists()
+    message = str(raised.value.code)
+    assert "\n" not in message
+    return message
+
+
+def test_cli_reports_bad_input_in_one_line_before_training(pretrain_run, tmp_path):
+    nowhere = tmp_path / "no-cifar-here"
+    message = main_linear_error(
+        pretrain_run, tmp_path, f"data.train_path={nowhere}", f"data.val_path={nowhere}"
+    )
+    assert message.startswith("main_linear.py: data.train_path=")
 
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((pretrain_run / "last.ckpt").read_bytes()[:1000])
-    with pytest.raises(SystemExit) as raised:
-        run_script(
-            "main_linear.py",
-            "--config-name",
-            "linear_cifar10",
-            f"pretrained_feature_extractor={pretrain_run}",
-            f"+resume_from_checkpoint={truncated}",
-            "accelerator=cpu",
-            f"checkpoint.dir={tmp_path}",
-        )
-    message = str(raised.value.code)
-    assert message.startswith("main_linear.py: resume_from_checkpoint=") and "\n" not in message
+    message = main_linear_error(pretrain_run, tmp_path, f"+resume_from_checkpoint={truncated}")
+    assert message.startswith("main_linear.py: resume_from_checkpoint=")
     assert "is not a readable Lightning checkpoint" in message
-    assert not (tmp_path / "linear").exists()
 
     missing = tmp_path / "missing.ckpt"
     result = subprocess.run(
