@@ -122,8 +122,13 @@ def on_solo_learn(method: type) -> type:
     class Adjusted(_SoloLearnAdjustments, method):
         @staticmethod
         def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-            """solo-learn's defaults plus ``backbone.cifar_stem`` resolved to a bool."""
+            """solo-learn's defaults plus ``backbone.cifar_stem`` resolved to a bool; an unknown
+            ``backbone.name`` is a ValueError naming the choices (solo-learn asserts later)."""
             cfg = method.add_and_assert_specific_cfg(cfg)
+            name = omegaconf_select(cfg, "backbone.name")
+            choices = sorted(getattr(method, "_BACKBONES", {}))
+            if choices and name not in choices:
+                raise ValueError(f"backbone.name={name!r}: choose one of {choices}")
             omegaconf.OmegaConf.update(
                 cfg, "backbone.cifar_stem", uses_cifar_stem(cfg), force_add=True
             )
