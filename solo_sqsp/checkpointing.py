@@ -132,10 +132,10 @@ def resume_step(path: str | os.PathLike[str] | None) -> int | None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # a truncated zip, a pickle, a file of another kind
-        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigError(
-            f"resume_from_checkpoint={path} is not a readable Lightning checkpoint ({cause}); "
-            "pass a .ckpt written by an earlier run of this library"
+            f"resume_from_checkpoint={path} is not a readable Lightning checkpoint "
+            f"({load_failure_reason(error)}); pass a .ckpt written by an earlier run of this "
+            "library"
         ) from error
     if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
         raise ConfigError(
@@ -143,3 +143,14 @@ def resume_step(path: str | os.PathLike[str] | None) -> int | None:
             "checkpoint (weights alone cannot resume a run)"
         )
     return int(checkpoint["global_step"])
+
+
+def load_failure_reason(error: Exception) -> str:
+    """One line saying why ``torch.load`` failed: the line naming what the weights-only
+    unpickler refused, else the error's last line (torch's messages end with the cause)."""
+    lines = str(error).strip().splitlines()
+    if "Weights only load failed" in str(error):
+        refused = next((line.strip() for line in lines if "Unsupported" in line), None)
+        if refused is not None:
+            return refused
+    return lines[-1] if lines else type(error).__name__

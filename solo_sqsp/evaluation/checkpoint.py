@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from solo_sqsp.backbones import BACKBONES, build_backbone
+from solo_sqsp.checkpointing import load_failure_reason
 from solo_sqsp.config import omegaconf_select
 
 BACKBONE_PREFIX = "backbone."
@@ -122,13 +123,9 @@ def read_state_dict(checkpoint: Path) -> dict[str, Tensor]:
                 "object); solo-learn's main_linear.py loads checkpoints the same way. Fix the "
                 "writer so the checkpoint holds only tensors and plain Python values"
             ) from error
-        lines = str(error).strip().splitlines()
-        reason = lines[-1] if lines else type(error).__name__
-        if "Weights only load failed" in str(error):
-            reason = next((line.strip() for line in lines if "Unsupported" in line), reason)
         raise CheckpointError(
-            f"{checkpoint} is not a PyTorch checkpoint (torch.load failed: {reason}); pass the "
-            ".ckpt written by main_pretrain.py"
+            f"{checkpoint} is not a PyTorch checkpoint (torch.load failed: "
+            f"{load_failure_reason(error)}); pass the .ckpt written by main_pretrain.py"
         ) from error
     if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
         return content["state_dict"]
