@@ -10,6 +10,8 @@ from torch import Tensor
 
 from solo_sqsp.augment.workspace import Workspace
 
+SHARED_PLANE = "plane_high"
+"""Name of a ``Workspace`` plane ``adjust_hue`` uses; free for other steps outside a call."""
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 """ITU-R 601 luma weights of torchvision's ``rgb_to_grayscale``."""
 
@@ -98,7 +100,7 @@ def adjust_hue(
     red, green, blue = pixels.split(1, dim=1)
     # elementwise chains, not amax / amin over channels (reductions over a dimension of three
     # first fill their output)
-    high = torch.maximum(red, green, out=plane("high"))
+    high = torch.maximum(red, green, out=workspace.take(SHARED_PLANE, plane_shape, images.device))
     torch.maximum(high, blue, out=high)
     chroma = torch.minimum(red, green, out=plane("chroma"))
     torch.minimum(chroma, blue, out=chroma)

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from solo_sqsp.augment.color import adjust_hue, flat_pixels, gray_weights
+from solo_sqsp.augment.color import SHARED_PLANE, adjust_hue, flat_pixels, gray_weights
 from solo_sqsp.augment.workspace import Workspace
 
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
@@ -178,8 +178,8 @@ def _blend_(flat: Tensor, step: _BlendStep, workspace: Workspace, with_mean: boo
     """One blend step in place on ``(N, C, H * W)`` pixels (``color.flat_pixels``):
     ``clamp(f x + a gray(x) + b mean(gray(x)))`` with ``step``'s per-sample coefficients;
     ``with_mean`` False skips the mean (no sample runs contrast in this step)."""
-    # a plane buffer of the hue step's (which runs between blend steps, never inside one)
-    target = workspace.take("plane_high", (flat.shape[0], 1, flat.shape[2]), flat.device)
+    # the hue step's shared plane (hue runs between blend steps, never inside one)
+    target = workspace.take(SHARED_PLANE, (flat.shape[0], 1, flat.shape[2]), flat.device)
     if with_mean:
         offset = torch.bmm(step.mean_row, flat.mean(dim=2, keepdim=True))
         torch.baddbmm(offset, step.gray_row, flat, out=target)
