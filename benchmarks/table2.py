@@ -25,16 +25,16 @@ ROWS = (
     Row("VICReg", "vicreg_mix_digits", "vicreg", "real+syn"),
     Row("Sq & Sp", "sqsp_digits", "sqsp", "real+syn"),
 )
-FULL = Budget(epochs=2, batch_size=128, width=512, seeds=(0, 1, 2), warmup_epochs=0.5)
+FULL = Budget(epochs=8, batch_size=128, seeds=(0, 1, 2), warmup_fraction=0.1)
 QUICK = Budget(
     epochs=1,
     batch_size=8,
-    width=16,
     seeds=(0,),
+    width=16,
     max_steps=1,
     eval_images=100,
-    warmup_epochs=0,
-    extra=("data.num_workers=0",),
+    warmup_fraction=0,
+    extra=("data.num_workers=0", "++limit_val_batches=2"),
 )
 
 

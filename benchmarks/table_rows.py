@@ -31,9 +31,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from digits_floors import features, knn_top1, linear_top1, normalised
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
@@ -47,6 +49,7 @@ from solo_sqsp.pretrain import run_dir_for, run_pretrain
 
 CONFIG_DIR = REPO_ROOT / "scripts" / "pretrain" / "digits"
 RESULT_FILE = "result.json"
+TARGETS = (50, 80)  # k-NN top-1 levels whose time to reach is reported
 METRICS = ("linear_top1", "linear10_top1", "knn_top1", "output_std", "output_std_normalized")
 SHOWN = {
     "linear_top1": "linear top-1",
@@ -75,16 +78,18 @@ class Row:
 
 @dataclass(frozen=True)
 class Budget:
-    """What every row of a table gets: epochs, batch, projector width (all hidden and output
-    widths; kept where a row fixes it, e.g. vanilla distillation), steps cap, evaluation cap."""
+    """What every row of a table gets: epochs, batch, seeds, steps cap, evaluation cap. Rows
+    train at their own projector widths; ``width`` (smoke runs only) shrinks every hidden and
+    output width (kept where a row fixes it, e.g. vanilla distillation)."""
 
     epochs: int
     batch_size: int
-    width: int
     seeds: tuple[int, ...]
+    width: int | None = None
     max_steps: int | None = None
     eval_images: int | None = None
-    warmup_epochs: float | None = None
+    warmup_fraction: float | None = None
+    """Linear warm-up as a share of the run (the rows' own ``scheduler.warmup_epochs`` if None)."""
     extra: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -98,28 +103,68 @@ def compose_row(row: Row, budget: Budget, seed: int, out_dir: Path) -> DictConfi
         f"checkpoint.dir={out_dir}",
         f"checkpoint.frequency={budget.epochs}",  # one checkpoint per run, at the end
         f"++run_id=seed{seed}",
-        "knn_eval.enabled=False",  # the offline k-NN below replaces the online one
-        "++limit_val_batches=1",
+        "knn_eval.enabled=True",  # per-epoch k-NN on clean images: the time-to-accuracy curve
         *budget.extra,
         *row.overrides,
     ]
     if budget.max_steps is not None:
         overrides.append(f"++limit_train_batches={budget.max_steps}")
-    if budget.warmup_epochs is not None:
-        overrides.append(f"scheduler.warmup_epochs={budget.warmup_epochs}")
+    if budget.warmup_fraction is not None:
+        overrides.append(f"scheduler.warmup_epochs={budget.warmup_fraction * budget.epochs:g}")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.2"):
         cfg = compose(row.config, overrides=overrides)
     OmegaConf.set_struct(cfg, False)
+    if budget.width is not None:
+        shrink_widths(cfg, budget.width)
+    return cfg
+
+
+def shrink_widths(cfg: DictConfig, width: int) -> None:
+    """Every projector, squeeze and predictor width of ``cfg`` set to ``width`` (smoke runs)."""
     kwargs = cfg.method_kwargs
     if cfg.method == "sqsp":
         if kwargs.squeeze.depth > 0:  # depth 0: the output width is the teacher features'
-            kwargs.squeeze.hidden_dim = kwargs.squeeze.out_dim = budget.width
-            kwargs.proj_output_dim = budget.width
+            kwargs.squeeze.hidden_dim = kwargs.squeeze.out_dim = width
+            kwargs.proj_output_dim = width
     else:
-        kwargs.proj_hidden_dim = kwargs.proj_output_dim = budget.width
+        kwargs.proj_hidden_dim = kwargs.proj_output_dim = width
         if cfg.method == "simsiam":
-            kwargs.pred_hidden_dim = max(budget.width // 4, 8)
-    return cfg
+            kwargs.pred_hidden_dim = max(width // 4, 8)
+
+
+class TrainingClock(Callback):
+    """Training wall time (validation excluded) and the online k-NN top-1 after every epoch:
+    ``curve`` is a list of ``{"epoch", "train_seconds", "knn_top1"}``."""
+
+    def __init__(self) -> None:
+        self.curve: list[dict[str, float]] = []
+        self._elapsed = 0.0
+        self._since = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._since = time.perf_counter()
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._elapsed += time.perf_counter() - self._since
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        knn = trainer.callback_metrics.get("val_knn_acc1")
+        self.curve.append(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "train_seconds": round(self._elapsed, 1),
+                "knn_top1": float(knn) if knn is not None else math.nan,
+            }
+        )
+        self._since = time.perf_counter()
+
+
+def minutes_to(curve: list[dict[str, float]], accuracy: float) -> float | None:
+    """Training minutes until the per-epoch k-NN first reaches ``accuracy`` (None: never)."""
+    for point in curve:
+        if point["knn_top1"] >= accuracy:
+            return round(point["train_seconds"] / 60, 2)
+    return None
 
 
 @dataclass
@@ -205,16 +250,21 @@ def run_row(
         print(f"{row.label} seed {seed}: reused {planned_dir / RESULT_FILE}", flush=True)
         return result
     shutil.rmtree(planned_dir, ignore_errors=True)  # a stale last.ckpt would be read below
-    start = time.perf_counter()
-    metrics = run_pretrain(cfg)
-    train_seconds = time.perf_counter() - start
+    clock = TrainingClock()
+    metrics = run_pretrain(cfg, callbacks=[clock])
     run_dir = Path(metrics["run_dir"])
     frozen = load_frozen_backbone(
         OmegaConf.create({"pretrained_feature_extractor": str(run_dir)})
     ).module
     result = probe(features(frozen, data.train_x), features(frozen, data.val_x), data, seed)
     result.update(projector_spread(run_dir, data.val_x))
-    result.update(seed=seed, steps=metrics["steps"], train_seconds=round(train_seconds, 1))
+    result.update(
+        seed=seed,
+        steps=metrics["steps"],
+        train_seconds=clock.curve[-1]["train_seconds"] if clock.curve else math.nan,
+        knn_curve=clock.curve,
+        **{f"minutes_to_{level}": minutes_to(clock.curve, level) for level in TARGETS},
+    )
     record = {"config": composed, "result": result}
     (run_dir / RESULT_FILE).write_text(json.dumps(record, indent=2))
     print(f"{row.label} seed {seed}: {result}", flush=True)
@@ -234,6 +284,9 @@ def summarise(row: Row, runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [run[metric] for run in runs]
         summary[f"{metric}_mean"] = statistics.fmean(values)
         summary[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    for level in TARGETS:
+        reached = [run.get(f"minutes_to_{level}") for run in runs]
+        summary[f"minutes_to_{level}"] = reached  # per seed; None where never reached
     summary["seeds"] = runs
     return summary
 
@@ -262,7 +315,7 @@ def markdown(
     rows: list[dict[str, Any]], floors: dict[str, Any], first_columns: Sequence[str]
 ) -> str:
     """The table: one line per row (mean +- std over seeds), then the floors."""
-    header = [*first_columns, *SHOWN.values()]
+    header = [*first_columns, *SHOWN.values(), *(f"min to {t}% k-NN" for t in TARGETS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def cell(row: dict[str, Any], metric: str) -> str:
@@ -271,13 +324,20 @@ def markdown(
 
     for row in rows:
         firsts = [row["domain_label"], row["label"]][: len(first_columns)]
-        lines.append("| " + " | ".join([*firsts, *(cell(row, m) for m in SHOWN)]) + " |")
+        timing = [time_to(row, level) for level in TARGETS]
+        lines.append("| " + " | ".join([*firsts, *(cell(row, m) for m in SHOWN), *timing]) + " |")
     for name, floor in floors.items():
         values = [floor.get(m) for m in ("linear_top1", "linear10_top1", "knn_top1")]
         shown = [f"{v:.1f}" if isinstance(v, (int, float)) else "–" for v in values]
         padding = [""] * (len(first_columns) - 1)
-        lines.append("| " + " | ".join([*padding, f"floor: {name}", *shown, "–"]) + " |")
+        dashes = ["–"] * (1 + len(TARGETS))
+        lines.append("| " + " | ".join([*padding, f"floor: {name}", *shown, *dashes]) + " |")
     return "\n".join(lines)
+
+
+def time_to(row: dict[str, Any], level: int) -> str:
+    """Training minutes to ``level``% k-NN per seed, e.g. ``3.1 / 2.9 / –`` (– never)."""
+    return " / ".join("–" if m is None else f"{m:.1f}" for m in row[f"minutes_to_{level}"])
 
 
 def bar_label(row: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ What ``main_pretrain.py`` runs. Every check that can fail (config keys, dataset 
 file, teacher vs. crop size, the teacher's first samples, the checkpoint to resume) runs before the
 first training step, and the run folder is created only after them. During the run, checkpoints
 are written atomically (``solo_sqsp.checkpointing``) and a non-finite loss stops it before the
-weights change (``solo_sqsp.numerics``).
+weights change (``solo_sqsp.numerics``). Each validation reads the validation split and, with the
+online k-NN on, the clean training split as the k-NN's bank (``solo_sqsp.methods.knn_bank``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from solo_sqsp.checkpointing import AtomicCheckpointIO, resume_step
 from solo_sqsp.config import omegaconf_select, parse_cfg
@@ -34,6 +36,7 @@ from solo_sqsp.data import (
 )
 from solo_sqsp.lr_schedule import check_schedule
 from solo_sqsp.methods import ACTIVE_BASE, get_method
+from solo_sqsp.methods.knn_bank import knn_validation_loaders
 from solo_sqsp.metrics_log import ResumableCSVLogger
 from solo_sqsp.numerics import NonFiniteLossGuard
 from solo_sqsp.preflight import check_method
@@ -80,11 +83,18 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
 
     real_batch_size = getattr(model, "real_batch_size", cfg.optimizer.batch_size)
     train_loader = make_pretrain_dataloader(cfg, real_batch_size)
-    val_loader = None
+    val_loaders: DataLoader | list[DataLoader] | None = None
     if has_validation_split(cfg):
-        _, val_loader = make_classification_dataloaders(
-            cfg, cfg.optimizer.batch_size, crop_size=cfg.augmentations[0].crop_size
+        clean_train_loader, val_loaders = make_classification_dataloaders(
+            cfg,
+            cfg.optimizer.batch_size,
+            crop_size=cfg.augmentations[0].crop_size,
+            train_augmentation=False,
         )
+        if model.knn_eval:  # the k-NN's bank: the clean training split
+            val_loaders = knn_validation_loaders(
+                val_loaders, clean_train_loader, cfg.optimizer.batch_size
+            )
 
     settings = lightning_settings(cfg)
     world_size = (
@@ -119,7 +129,7 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
         deterministic=False,
     )
     start = time.time()
-    trainer.fit(model, train_loader, val_loader, ckpt_path=cfg.resume_from_checkpoint)
+    trainer.fit(model, train_loader, val_loaders, ckpt_path=cfg.resume_from_checkpoint)
     metrics: dict[str, Any] = {
         key: float(trainer.callback_metrics[key])
         for key in FINAL_METRICS

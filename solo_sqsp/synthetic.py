@@ -4,7 +4,8 @@ Each step draws fresh latents on the teacher's device, runs the frozen generator
 the student's augmented view(s) of the images together with the teacher's pooled features of
 the same samples. As in the reference code, images leave the generator in [-1, 1], are
 clamped and mapped to [0, 1]; then each sample is augmented with its own random parameters
-(``BatchAugment``) and normalised. ``augment=None`` (Table 5, row a) only resizes to the crop
+(``BatchAugment``; one draw for the whole batch with its ``mode="per_batch"``, as the reference
+code) and normalised. ``augment=None`` (Table 5, row a) only resizes to the crop
 size and normalises.
 
 Random streams: step ``t`` of the source with ``(seed, rank, worker)`` draws everything

@@ -19,10 +19,14 @@ Keys of ``method_kwargs.synthetic`` (defaults in ``SYNTHETIC_DEFAULTS``):
 ``bank_seed``         seed of the bank's latents; ``null``: the run's ``seed``.
 ``bank_build_batch``  generator batch while building (256); fixed by the first build.
 ``bank_verify``       check every chunk's CRC-32 when the bank is opened (true).
+``augment_mode``      ``"per_sample"`` (default: every synthetic sample draws its own crop and
+                      jitter parameters) or ``"per_batch"`` (one draw shared by the whole batch,
+                      as the paper's reference code); both sources honour it (``BatchAugment``).
 
 A missing bank is built on first use (progress bar, resumable, see ``solo_sqsp.teacher_bank``);
 an existing one must match the teacher's fingerprint. Keys of the mapping that do not start with
-``bank_`` (and are not ``source``) are left to the caller; an unknown ``bank_*`` key is an error.
+``bank_`` (and are not ``source`` or ``augment_mode``) are left to the caller; an unknown
+``bank_*`` key is an error.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from solo_sqsp.augment import BatchAugment
+from solo_sqsp.augment import AUGMENT_MODES, BatchAugment
 from solo_sqsp.synthetic import SyntheticBatch, SyntheticSource
 from solo_sqsp.teacher_bank import BankSource, ensure_bank, teacher_record
 from solo_sqsp.teachers import GeneratorTeacher
@@ -44,6 +48,7 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "bank_seed": None,
     "bank_build_batch": 256,
     "bank_verify": True,
+    "augment_mode": "per_sample",
 }
 DEFAULT_BANK_ROOT = "synthetic_banks"
 
@@ -60,7 +65,7 @@ class SyntheticStream(Protocol):
 
 def synthetic_settings(spec: Mapping[str, Any] | None) -> dict[str, Any]:
     """``SYNTHETIC_DEFAULTS`` updated with ``spec`` (a dict or ``DictConfig``; None = defaults),
-    checked: a known ``source`` and no unknown ``bank_*`` key."""
+    checked: a known ``source`` and ``augment_mode``, no unknown ``bank_*`` key."""
     given = dict(spec.items()) if spec is not None else {}
     unknown = sorted(
         key for key in given if key.startswith("bank_") and key not in SYNTHETIC_DEFAULTS
@@ -75,6 +80,11 @@ def synthetic_settings(spec: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(
             f"method_kwargs.synthetic.source={settings['source']!r} is unknown; use one of "
             f"{SOURCES}"
+        )
+    if settings["augment_mode"] not in AUGMENT_MODES:
+        raise ValueError(
+            f"method_kwargs.synthetic.augment_mode={settings['augment_mode']!r} is unknown; use "
+            f"one of {AUGMENT_MODES}"
         )
     return settings
 

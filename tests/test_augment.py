@@ -290,6 +290,41 @@ def test_same_image_repeated_gets_different_augmentations():
     assert params.jitter.brightness.unique().numel() > 40
 
 
+@pytest.mark.parametrize("grouped", [True, False])
+def test_per_batch_mode_shares_one_draw_across_the_call(grouped):
+    """``mode="per_batch"`` (the reference code's augmentation): N copies of one image come out
+    identical, every parameter is one draw broadcast to the batch, and a seed fixes it."""
+    aug = BatchAugment.from_cfg(dict(FULL, equalization={"prob": 0.3}), mode="per_batch")
+    image = torch.rand(1, 3, 32, 32, generator=generator(40))
+    copies = image.expand(16, -1, -1, -1)
+    params = aug.sample_params(16, 32, 32, generator(41))
+    for name in ("boxes", "gray", "blurred", "blur_sigma", "solarized", "equalized", "flip"):
+        drawn = getattr(params, name)
+        assert drawn.shape[0] == 16 and (drawn == drawn[:1]).all(), name
+    for name in ("brightness", "contrast", "saturation", "hue", "order", "applied"):
+        drawn = getattr(params.jitter, name)
+        assert drawn.shape[0] == 16 and (drawn == drawn[:1]).all(), name
+    out = aug.apply(copies, aug.plan(params, 3, 32, 32), on_host=grouped)
+    assert torch.equal(out, out[:1].expand_as(out))
+    seeded = aug(copies, generator(42))
+    assert torch.equal(seeded, seeded[:1].expand_as(seeded))
+    assert torch.equal(aug(copies, generator(42)), seeded)
+    assert not torch.allclose(aug(copies, generator(43)), seeded)
+    # distinct images share the crop: each output is the batch-of-one result of its image
+    images = torch.rand(4, 3, 32, 32, generator=generator(44))
+    batch = aug(images, generator(45))
+    alone = aug.apply(images[2:3], aug.plan(aug.sample_params(1, 32, 32, generator(45)), 3, 32, 32))
+    torch.testing.assert_close(batch[2:3], alone, atol=1e-6, rtol=0)
+
+    per_sample = BatchAugment.from_cfg(FULL)
+    assert per_sample.mode == "per_sample"
+    first = per_sample(copies, generator(42))
+    assert torch.equal(per_sample(copies, generator(42)), first)
+    assert not torch.allclose(first[0], first[1])
+    with pytest.raises(ValueError, match=r"mode must be one of \('per_sample', 'per_batch'\)"):
+        BatchAugment.from_cfg(FULL, mode="per_image")
+
+
 def test_seed_determines_output():
     aug = BatchAugment.from_cfg(FULL)
     images = torch.rand(8, 3, 32, 32, generator=generator(22))

@@ -13,6 +13,7 @@ from small_generator import small_generator
 from standin_data import trust_checksums, write_cifar
 from torchvision.datasets import CIFAR10
 
+from solo_sqsp.config import parse_cfg
 from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.methods import ACTIVE_BASE, SimSiam, VICReg, get_method
 from solo_sqsp.methods.domains import DomainMixin
@@ -98,6 +99,96 @@ def test_solo_learn_methods_are_used_with_our_domains() -> None:
     assert issubclass(get_method("vicreg"), SoloVICReg)
     assert issubclass(get_method("simsiam"), SoloSimSiam)
     assert issubclass(get_method("byol"), BYOL) and issubclass(get_method("byol"), DomainMixin)
+
+
+DIGITS_CONFIGS = REPO_ROOT / "scripts" / "pretrain" / "digits"
+OUT, PRED = 32, 8  # projector output and predictor hidden widths of the head tests
+
+
+def digits_model(config: str, head: str, drop_proj_layers: bool = False):
+    """The builtin ``config`` method with ``method_kwargs.head=head`` (``proj_layers`` removed:
+    the head's default applies)."""
+    with initialize_config_dir(config_dir=str(DIGITS_CONFIGS), version_base="1.2"):
+        cfg = compose(
+            config,
+            [
+                f"++method_kwargs.head={head}",
+                "method_kwargs.proj_hidden_dim=64",
+                f"method_kwargs.proj_output_dim={OUT}",
+                f"++method_kwargs.pred_hidden_dim={PRED}",
+                "optimizer.batch_size=8",
+            ],
+        )
+    if drop_proj_layers:
+        del cfg.method_kwargs.proj_layers
+    return get_method(cfg.method)(parse_cfg(cfg))
+
+
+def shapes(module: torch.nn.Module) -> list[tuple[int, ...]]:
+    return [tuple(p.shape) for p in module.parameters()]
+
+
+def block(d: int) -> list[tuple[int, ...]]:
+    """Parameters of ``Linear(d, d, bias=False), BN(d), ReLU``."""
+    return [(d, d), (d,), (d,)]
+
+
+@pytest.mark.skipif(ACTIVE_BASE != "builtin", reason="the builtin methods build the heads")
+def test_authors_heads_have_the_reference_shapes_and_train() -> None:
+    vicreg = digits_model("vicreg_real_digits", "authors")  # proj_layers 5, inherited
+    d = vicreg.features_dim
+    assert shapes(vicreg.projector) == block(d) * 4 + [(OUT, d)]
+    default_depth = digits_model("vicreg_real_digits", "authors", drop_proj_layers=True)
+    assert shapes(default_depth.projector) == shapes(vicreg.projector)
+    simsiam = digits_model("simsiam_real_digits", "authors", drop_proj_layers=True)
+    assert simsiam.cfg.method_kwargs.proj_layers == 2
+    assert shapes(simsiam.projector) == [*block(d), (OUT, d)]
+    last = simsiam.projector[-1]
+    assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine
+    assert shapes(simsiam.predictor) == [(PRED, OUT), (PRED,), (PRED,), (OUT, PRED), (OUT,)]
+    deeper = digits_model("simsiam_real_digits", "authors")  # proj_layers 5, inherited
+    assert shapes(deeper.projector) == block(d) * 4 + [(OUT, d)]
+
+    rng = torch.Generator().manual_seed(0)
+    batch = [torch.arange(8), [torch.randn(8, 3, 16, 16, generator=rng) for _ in range(2)]]
+    for model in (vicreg, simsiam):
+        model.train()
+        model.log_dict = lambda *args, **kwargs: None  # no Trainer to log to
+        loss = model.training_step([*batch, torch.arange(8) % 10], 0)
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert all(
+            p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector[0:1].parameters()
+        )
+
+
+@pytest.mark.skipif(ACTIVE_BASE != "builtin", reason="the builtin methods build the heads")
+def test_solo_heads_are_solo_learns() -> None:
+    vicreg = digits_model("vicreg_real_digits", "solo")
+    d = vicreg.features_dim
+    assert shapes(vicreg.projector) == [
+        (64, d),
+        (64,),
+        (64,),
+        (64,),
+        (64, 64),
+        (64,),
+        (64,),
+        (64,),
+        (OUT, 64),
+        (OUT,),
+    ]
+    simsiam = digits_model("simsiam_real_digits", "solo")
+    assert shapes(simsiam.projector) == [(64, d), (64,), (64,), (64, 64), (64,), (64,), (OUT, 64)]
+    assert shapes(simsiam.predictor) == [(PRED, OUT), (PRED,), (PRED,), (OUT, PRED), (OUT,)]
+
+
+def test_unknown_or_unavailable_head_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"method_kwargs.head='author': .*\('solo', 'authors'\)"):
+        digits_model("vicreg_real_digits", "author")
+    if ACTIVE_BASE == "solo-learn":  # solo-learn's methods build their own heads
+        with pytest.raises(ValueError, match="SOLO_SQSP_BASE=builtin"):
+            digits_model("simsiam_real_digits", "authors")
 
 
 def test_simsiam_loss_is_the_symmetrised_negative_cosine() -> None:

@@ -27,8 +27,10 @@ from solo_sqsp.lars import LARS
 from solo_sqsp.lr_schedule import build_lr_scheduler
 from solo_sqsp.methods import base
 from solo_sqsp.methods.builtin_base import BaseMethod as BuiltinBaseMethod
+from solo_sqsp.methods.knn_bank import knn_validation_loaders
 
 NUM_CLASSES, NUM_SAMPLES, RESOLUTION, BATCH = 4, 32, 16, 8
+CHANNELS_LAST = torch.channels_last  # the bases forward in it (performance.disable_channel_last)
 
 
 def vicreg_like_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -141,23 +143,34 @@ class ClassPatterns(Dataset):
         return index, list(self.views[index]), self.labels[index]
 
 
-def loaders() -> tuple[DataLoader, DataLoader]:
+CLEAN_TRAIN = ClassPatterns(1, seed=0)  # the training split's images through the eval transform
+BANK_BATCH = 5  # not a divisor of NUM_SAMPLES: the last partial batch must reach the bank
+
+
+def loaders() -> tuple[DataLoader, list[DataLoader]]:
+    """Training views, then the validation split and the clean training split (the k-NN's
+    bank, ``methods.knn_bank``) as a run with the online k-NN reads them."""
     train = DataLoader(ClassPatterns(2, seed=0), batch_size=BATCH, drop_last=True)
-    return train, DataLoader(ClassPatterns(1, seed=1), batch_size=BATCH)
+    val = DataLoader(ClassPatterns(1, seed=1), batch_size=BATCH)
+    clean = DataLoader(CLEAN_TRAIN, batch_size=BATCH, shuffle=True, drop_last=True)
+    return train, knn_validation_loaders(val, clean, BANK_BATCH)
 
 
 class Recorder(pl.Callback):
-    """Learning rates at every step and the k-NN banks just before the module evaluates them."""
+    """Learning rates at every step, the k-NN banks just before the module evaluates them and
+    the number of batches the classifier's validation metrics average."""
 
     def __init__(self) -> None:
         self.lrs: list[list[float]] = []
         self.banks: list[dict[str, torch.Tensor]] = []
+        self.val_batches: list[int] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.lrs.append([group["lr"] for group in trainer.optimizers[0].param_groups])
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
+            self.val_batches.append(len(pl_module.validation_step_outputs))
             knn = pl_module.knn
             self.banks.append(
                 {name: torch.cat(getattr(knn, name)).clone() for name in knn._defaults}
@@ -197,6 +210,9 @@ def train_and_check(parent: type) -> tuple[pl.LightningModule, pl.Trainer, Recor
     loss_before = fixed_batch_loss()
     recorder = Recorder()
     trainer = fit(model, recorder, max_epochs=2)
+    model.eval()
+    with torch.no_grad():  # what the last validation saw (before train mode moves BN stats)
+        clean_features = model.backbone(CLEAN_TRAIN.views[:, 0].to(memory_format=CHANNELS_LAST))
 
     assert fixed_batch_loss() < 0.9 * loss_before
     for prefix in ("backbone.", "projector.", "classifier."):
@@ -210,13 +226,16 @@ def train_and_check(parent: type) -> tuple[pl.LightningModule, pl.Trainer, Recor
     for key in ("train_class_loss", "train_acc1", "train_tiny_loss", "val_loss", "val_acc1"):
         assert key in metrics and torch.isfinite(metrics[key]), key
 
-    # k-NN: each epoch's bank holds that epoch's labelled large crops only (reset after use),
-    # and the logged accuracy is the classifier's on exactly those banks.
-    assert len(recorder.banks) == 2
+    # k-NN: each epoch's bank holds the clean training split, every image once, as the
+    # backbone in eval mode sees it (reset after use); the queries and the classifier's metrics
+    # are the validation split's only; the logged accuracy is the k-NN's on exactly those banks.
+    assert len(recorder.banks) == 2 and recorder.val_batches == [NUM_SAMPLES // BATCH] * 2
     for bank in recorder.banks:
-        assert bank["train_features"].shape == (2 * NUM_SAMPLES, model.features_dim)
+        assert bank["train_features"].shape == (NUM_SAMPLES, model.features_dim)
         assert bank["test_features"].shape == (NUM_SAMPLES, model.features_dim)
     last = recorder.banks[-1]
+    assert torch.equal(last["train_targets"], CLEAN_TRAIN.labels)
+    torch.testing.assert_close(last["train_features"], clean_features, atol=1e-5, rtol=1e-4)
     reference = WeightedKNNClassifier(k=5, distance_fx="cosine")
     reference.update(**last)
     assert metrics["val_knn_acc1"].item() == pytest.approx(reference.compute()[0])

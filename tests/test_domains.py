@@ -93,7 +93,8 @@ def test_syn_replaces_every_view_and_the_classifier_sees_no_label(teacher) -> No
     model = build(
         "simsiam_syn_digits", teacher, ["optimizer.batch_size=8", "knn_eval.enabled=True"]
     )
-    assert model.real_batch_size == 8 and model.knn_eval is False
+    # the online k-NN's bank is the clean training split (methods.knn_bank): it stays on
+    assert model.real_batch_size == 8 and model.knn_eval is True
     model.on_fit_start()
     indexes, views, targets = model.with_synthetic_views(real_batch(8))
     assert [view.shape[0] for view in views] == [8, 8]
@@ -101,6 +102,57 @@ def test_syn_replaces_every_view_and_the_classifier_sees_no_label(teacher) -> No
     assert not any(torch.allclose(v, r) for v, r in zip(views, real_batch(8)[1], strict=True))
     out = model.base_training_step(views[0], targets)
     assert out["loss"].item() == 0.0 and torch.isfinite(out["loss"])
+
+
+def train_two_steps(model: DomainMixin, real_views_seed: int) -> torch.nn.Module:
+    """Two SGD steps of ``model`` (train mode, as Lightning runs it) on one real batch whose
+    views are drawn with ``real_views_seed``; returns the model."""
+    model.train()
+    model.on_fit_start()
+    model.log_dict = lambda *args, **kwargs: None  # no Trainer to log to
+    rng = torch.Generator().manual_seed(real_views_seed)
+    views = [torch.randn(8, 3, 16, 16, generator=rng) for _ in range(2)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):
+        optimizer.zero_grad()
+        model.training_step([torch.arange(8), views, torch.arange(8) % 10], step).backward()
+        optimizer.step()
+    return model
+
+
+@pytest.mark.parametrize("config", ["vicreg_syn_digits", "simsiam_syn_digits"])
+def test_syn_students_never_learn_from_real_images(teacher, config) -> None:
+    """On ``syn`` the real views feed the online classifier alone: two runs whose real images
+    differ end with the same student (weights and BN running statistics), not the same
+    classifier; and the classifier does learn (the real views reach it)."""
+    runs = []
+    for seed in (1, 2):
+        torch.manual_seed(0)
+        model = build(
+            config, teacher, ["optimizer.batch_size=8", "++method_kwargs.pred_hidden_dim=8"]
+        )
+        initial = model.classifier.weight.detach().clone()
+        runs.append(train_two_steps(model, real_views_seed=seed).state_dict())
+        assert not torch.equal(model.classifier.weight, initial)
+        assert model.backbone.training  # put back in train mode after the classifier's pass
+    first, second = runs
+    student = [key for key in first if not key.startswith("classifier.")]
+    assert any(key.endswith("running_mean") for key in student)
+    assert any(key.startswith("projector.") and key.endswith("running_var") for key in student)
+    # 2 steps x 2 synthetic views; the 2 x 2 real views add none
+    assert int(first["backbone.bn1.num_batches_tracked"]) == 4
+    for key in student:
+        assert torch.equal(first[key], second[key]), key
+    assert not torch.equal(first["classifier.weight"], second["classifier.weight"])
+
+
+def test_synthetic_augment_mode_reaches_the_feed(teacher) -> None:
+    per_batch = "++method_kwargs.synthetic.augment_mode=per_batch"
+    model = build("vicreg_syn_digits", teacher, ["optimizer.batch_size=8", per_batch])
+    assert model.synthetic_augment.mode == "per_batch"
+    assert build("vicreg_syn_digits", teacher).synthetic_augment.mode == "per_sample"
+    with pytest.raises(ValueError, match=r"synthetic.augment_mode='per_image' is unknown; use one"):
+        build("vicreg_syn_digits", teacher, ["++method_kwargs.synthetic.augment_mode=per_image"])
 
 
 def test_stream_is_per_rank_and_resumes_from_a_checkpoint(teacher, monkeypatch) -> None:

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from small_generator import small_generator
 from standin_data import trust_checksums, write_cifar, write_image_folder, write_stl10
+from tiny_pretrain import tiny_config, write_inputs
 from torchvision.datasets import CIFAR10, CIFAR100, STL10
 
 from solo_sqsp.config_lookup import REPO_ROOT
@@ -188,6 +189,32 @@ def test_teacher_stays_out_of_training(teacher_file) -> None:
     assert not {id(p) for p in model.teacher.generator.parameters()} & trained
     assert not any(k.startswith("teacher") for k in model.state_dict())
     assert (model.num_syn, model.real_batch_size) == (4, 4)
+
+
+def test_squeeze_only_student_never_learns_from_real_images(tmp_path) -> None:
+    """Squeeze only (a = 1), as the reference code: two runs whose real images differ end with
+    the same student (backbone, projector and squeeze weights, BN running statistics); only the
+    online classifier, which reads the real images through an eval-mode backbone, differs."""
+    inputs = write_inputs(tmp_path)
+    other = write_image_folder(tmp_path / "other", ["a", "b"], per_class=8, size=(32, 32), seed=7)
+    states = []
+    for name, train in (("first", inputs["train"]), ("second", other)):
+        cfg = tiny_config(
+            {**inputs, "train": train},
+            tmp_path / name,
+            ["method_kwargs.syn_ratio=1.0", "method_kwargs.proj_layers=2"],
+        )
+        metrics = run_pretrain(cfg)
+        assert metrics["steps"] == 2
+        checkpoint = torch.load(Path(metrics["run_dir"]) / "last.ckpt", weights_only=True)
+        states.append(checkpoint["state_dict"])
+    first, second = states
+    student = [key for key in first if not key.startswith("classifier.")]
+    assert any(key.startswith("projector.") and key.endswith("running_mean") for key in student)
+    assert int(first["backbone.bn1.num_batches_tracked"]) == 2  # one synthetic batch a step
+    for key in student:
+        assert torch.equal(first[key], second[key]), key
+    assert not torch.equal(first["classifier.weight"], second["classifier.weight"])
 
 
 def run_main(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -126,6 +126,10 @@ def test_table_scripts_quick(tmp_path, monkeypatch, script: str, rows: list[str]
             assert 0.0 <= row[key] <= 100.0
         assert row["output_std_mean"] >= 0.0 and row["output_std_normalized_mean"] >= 0.0
         assert len(row["seeds"]) == 1 and row["seeds"][0]["steps"] == 1
+        (point,) = row["seeds"][0]["knn_curve"]  # one epoch: one validation
+        assert point["epoch"] == 1 and point["train_seconds"] > 0
+        assert 0.0 <= point["knn_top1"] <= 100.0
+        assert set(row["minutes_to_50"]) <= {None, round(point["train_seconds"] / 60, 2)}
     assert {"raw pixels", "random-init ResNet18"} <= set(result["floors"])
     assert Path(tmp_path / f"{script}.md").read_text().count("\n|") >= len(rows) + 2
     assert Path(tmp_path / f"{script}.png").stat().st_size > 0
@@ -163,3 +167,31 @@ def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypat
     row = json.loads((tmp_path / "t.json").read_text())["rows"][0]
     assert row["overrides"] == ["++optimizer.lr=0.1"]
     assert len(list(Path("runs").rglob("result.json"))) == 2
+
+
+def test_minutes_to_reads_the_first_epoch_at_the_level(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    from table_rows import minutes_to
+
+    curve = [
+        {"epoch": 1, "train_seconds": 60.0, "knn_top1": 40.0},
+        {"epoch": 2, "train_seconds": 120.0, "knn_top1": 81.0},
+        {"epoch": 3, "train_seconds": 180.0, "knn_top1": 79.0},
+    ]
+    assert minutes_to(curve, 50) == 2.0
+    assert minutes_to(curve, 80) == 2.0
+    assert minutes_to(curve, 85) is None
+
+
+def test_full_table_budget_keeps_every_row_width(monkeypatch, tmp_path) -> None:
+    """The table budget forces no width: each row trains at its own config's widths."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    from table2 import FULL, ROWS
+    from table_rows import compose_row as compose_table_row
+
+    for row in ROWS:
+        own = compose_row(f"digits/{row.config}").method_kwargs
+        budgeted = compose_table_row(row, FULL, 0, tmp_path).method_kwargs
+        for key in ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim"):
+            assert budgeted.get(key) == own.get(key), (row.config, key)
+        assert budgeted.get("squeeze") == own.get("squeeze")

@@ -12,7 +12,7 @@ import torch
 from small_generator import small_generator
 
 from solo_sqsp.augment import BatchAugment
-from solo_sqsp.synthetic import SyntheticSource
+from solo_sqsp.synthetic import SyntheticSource, stream_seed
 from solo_sqsp.synthetic_sources import build_synthetic_source
 from solo_sqsp.teacher_bank import (
     BankError,
@@ -121,6 +121,20 @@ def test_serving_is_shuffled_passes_deterministic_and_resumable(bank_dir, augmen
         source(seed=6).load_state_dict(state)
 
 
+def test_bank_serves_per_batch_augmentation(bank_dir):
+    """``augment_mode: per_batch`` on the bank path: every sample of a view shares one draw."""
+    per_batch = BatchAugment.from_cfg(
+        AUGMENTATION, mean=(0.5,) * 3, std=(0.25,) * 3, mode="per_batch"
+    )
+    batch = BankSource(open_bank(bank_dir, verify=False), "cpu", 6, per_batch, seed=1).next_batch()
+    rng = torch.Generator().manual_seed(stream_seed(1, 0, 0, 0))
+    params = per_batch.sample_params(6, 16, 16, rng)
+    assert (params.boxes == params.boxes[:1]).all()
+    assert (params.jitter.brightness == params.jitter.brightness[:1]).all()
+    expected = per_batch.apply(batch.images, per_batch.plan(params, 3, 16, 16))
+    torch.testing.assert_close(batch.views[0], expected, rtol=0, atol=0)
+
+
 def test_interrupted_build_resumes_where_it_stopped(teacher, bank_dir, tmp_path):
     path = tmp_path / "bank"
 
@@ -225,3 +239,8 @@ def test_factory_dispatches_on_source(teacher, bank_dir, augment, tmp_path, monk
         build_synthetic_source({"source": "banks"}, teacher, **common)
     with pytest.raises(ValueError, match=r"unknown keys \['bank_sizes'\]"):
         build_synthetic_source({"source": "bank", "bank_sizes": 3}, teacher, **common)
+    with pytest.raises(
+        ValueError,
+        match=r"synthetic.augment_mode='per_image' is unknown; use one of \('per_sample', 'per_b",
+    ):
+        build_synthetic_source({"augment_mode": "per_image"}, teacher, **common)

@@ -71,6 +71,16 @@ def parse_args() -> argparse.Namespace:
         help=f"comma-separated DiffAugment policy from {AUGMENTATIONS}, or '' for none",
     )
     parser.add_argument("--checkpoint-every", type=int, default=500, help="iterations")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        help="also keep a copy of the teacher every this many iterations, as "
+        "<snapshot-dir>/<out stem>-<iteration>.pt (teachers along training, for "
+        "benchmarks/teacher_curve.py)",
+    )
+    parser.add_argument(
+        "--snapshot-dir", type=Path, help="folder of the snapshots (default: beside --out)"
+    )
     parser.add_argument("--state", type=Path, help="training state (default <out>.state.pt)")
     parser.add_argument("--grid", type=Path, help="sample grid PNG (default <out>.png)")
     parser.add_argument("--resume", action="store_true", help="continue from --state if present")
@@ -124,9 +134,8 @@ def main() -> None:
         print(f"resumed from {state_path} at iteration {trainer.iteration}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    def save() -> None:
-        save_training_state(trainer, state_path)
-        extra = {
+    def extra() -> dict:
+        return {
             "trained_by": "scripts/teacher/train_teacher.py",
             "data": source,
             "num_images": len(images),
@@ -135,8 +144,17 @@ def main() -> None:
             "seed": args.seed,
             "config": dataclasses.asdict(config),
         }
-        save_teacher_checkpoint(trainer.G_ema, args.out, extra)
+
+    def save() -> None:
+        save_training_state(trainer, state_path)
+        save_teacher_checkpoint(trainer.G_ema, args.out, extra())
         sample_grid(trainer.G_ema, grid_path)
+
+    def snapshot() -> None:
+        folder = args.snapshot_dir or args.out.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{args.out.stem}-{trainer.iteration:06d}.pt"
+        save_teacher_checkpoint(trainer.G_ema, path, extra())
 
     print(f"training on {len(images)} images ({source}); {config}")
     start, start_iteration = time.monotonic(), trainer.iteration
@@ -147,6 +165,8 @@ def main() -> None:
         progress.set_postfix({key: f"{value:.3g}" for key, value in stats.items()}, refresh=False)
         if trainer.iteration % args.checkpoint_every == 0:
             save()
+        if args.snapshot_every and trainer.iteration % args.snapshot_every == 0:
+            snapshot()
         if args.minutes is not None and time.monotonic() - start > 60 * args.minutes:
             break
     progress.close()

@@ -1,12 +1,15 @@
 """``BatchAugment``: solo-learn's augmentation pipeline with parameters drawn per sample.
 
 Sec. 3.2 of the paper feeds the student a semantic-preserving augmentation of each synthetic
-image; the reference code draws one set of crop/jitter parameters per *batch*. Here every
-sample draws its own, as solo-learn's per-image torchvision pipeline does for real images,
-in solo-learn's order: random resized crop, colour jitter, grayscale, Gaussian blur,
-solarization, equalization, horizontal flip, normalisation. The whole batch is processed on
-the images' device, with no Python loop over samples; on a GPU nothing is copied from the
-host or read back (no ``.item()``), so a CUDA batch never waits for the host.
+image; the reference code draws one set of crop/jitter parameters per *batch* (torchvision's
+random transforms applied to a batch tensor). ``mode="per_sample"`` (default) lets every sample
+draw its own, as solo-learn's per-image torchvision pipeline does for real images;
+``mode="per_batch"`` reproduces the reference code: one draw of every parameter, shared by all
+samples of a call. Either way the ops run in solo-learn's order: random resized crop, colour
+jitter, grayscale, Gaussian blur, solarization, equalization, horizontal flip, normalisation.
+The whole batch is processed on the images' device, with no Python loop over samples; on a GPU
+nothing is copied from the host or read back (no ``.item()``), so a CUDA batch never waits for
+the host.
 
 A call has three stages: ``sample_params`` (all random draws), ``plan`` (what those draws
 mean per sample) and ``apply``. Fusions that keep torchvision's per-image result: the flip is
@@ -56,6 +59,8 @@ from solo_sqsp.augment.jitter import (
 )
 from solo_sqsp.augment.workspace import Workspace
 
+AUGMENT_MODES = ("per_sample", "per_batch")
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -70,6 +75,11 @@ class AugmentParams:
     solarized: Tensor | None
     equalized: Tensor | None
     flip: Tensor | None
+
+    def broadcast(self, num: int) -> AugmentParams:
+        """The draws of the first sample, repeated for ``num`` samples (``mode="per_batch"``)."""
+        first = torch.zeros(num, dtype=torch.long, device=self.boxes.device)
+        return _select_rows(self, first)
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,8 @@ def _field_names(kind: type) -> tuple[str, ...]:
 
 class BatchAugment:
     """Augment a batch ``(N, C, H, W)`` in [0, 1] into ``(N, C, crop, crop)`` normalised views,
-    every sample with its own random parameters.
+    every sample with its own random parameters (``mode="per_sample"``) or every sample of a
+    call with the same ones (``mode="per_batch"``, the paper's reference code).
 
     ``spec``: one solo-learn augmentation entry (``AugmentSpec``; build it from yaml with
     ``from_cfg``). ``mean``/``std``: per-channel normalisation. ``interpolation``: crop
@@ -131,7 +142,10 @@ class BatchAugment:
         mean: Sequence[float],
         std: Sequence[float],
         interpolation: str = "bilinear",
+        mode: str = "per_sample",
     ) -> None:
+        if mode not in AUGMENT_MODES:
+            raise ValueError(f"augmentation mode must be one of {AUGMENT_MODES}, got {mode!r}")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(
                 f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
@@ -144,6 +158,7 @@ class BatchAugment:
         self.mean = tuple(float(value) for value in mean)
         self.std = tuple(float(value) for value in std)
         self.interpolation = interpolation
+        self.mode = mode
         self._normalizers: dict[torch.device, tuple[Tensor, Tensor]] = {}
         self._workspace = Workspace()
 
@@ -154,6 +169,7 @@ class BatchAugment:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         interpolation: str = "bilinear",
+        mode: str = "per_sample",
     ) -> BatchAugment:
         """From one entry of solo-learn's ``augmentations`` list (dict or ``DictConfig``).
         Normalisation: ``mean``/``std`` if given (the dataset's: pass
@@ -161,7 +177,7 @@ class BatchAugment:
         ImageNet's."""
         spec = AugmentSpec.from_mapping(entry)
         chosen_mean, chosen_std = resolve_mean_std(spec, mean, std)
-        return cls(spec, chosen_mean, chosen_std, interpolation)
+        return cls(spec, chosen_mean, chosen_std, interpolation, mode)
 
     @classmethod
     def normalize_only(
@@ -187,7 +203,7 @@ class BatchAugment:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.spec}, mean={self.mean}, std={self.std}, "
-            f"interpolation={self.interpolation!r})"
+            f"interpolation={self.interpolation!r}, mode={self.mode!r})"
         )
 
     def views(self, images: Tensor, rng: torch.Generator) -> list[Tensor]:
@@ -203,7 +219,14 @@ class BatchAugment:
     def sample_params(
         self, num: int, height: int, width: int, rng: torch.Generator
     ) -> AugmentParams:
-        """Every sample's random draws for images of ``height x width``, on ``rng``'s device."""
+        """Every sample's random draws for images of ``height x width``, on ``rng``'s device:
+        ``num`` independent draws, or one broadcast to all ``num`` samples (``per_batch``)."""
+        if self.mode == "per_batch":
+            return self._draw(1, height, width, rng).broadcast(num)
+        return self._draw(num, height, width, rng)
+
+    def _draw(self, num: int, height: int, width: int, rng: torch.Generator) -> AugmentParams:
+        """``num`` independent draws of every random parameter."""
         spec = self.spec
         device = rng.device
         if spec.rrc.enabled:

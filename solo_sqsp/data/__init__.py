@@ -14,7 +14,11 @@ from solo_sqsp.data.datasets import (
     register_dataset,
 )
 from solo_sqsp.data.errors import DataConfigError
-from solo_sqsp.data.loaders import make_classification_dataloaders, make_pretrain_dataloader
+from solo_sqsp.data.loaders import (
+    in_order,
+    make_classification_dataloaders,
+    make_pretrain_dataloader,
+)
 from solo_sqsp.data.transforms import (
     make_classification_transforms,
     make_pretrain_transform,
@@ -30,6 +34,7 @@ __all__ = [
     "Normalization",
     "active_backend",
     "has_validation_split",
+    "in_order",
     "make_classification_dataloaders",
     "make_classification_transforms",
     "make_pretrain_dataloader",

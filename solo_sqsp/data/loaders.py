@@ -55,6 +55,19 @@ def _loader(dataset: Dataset, batch_size: int, num_workers: int, train: bool) ->
     )
 
 
+def in_order(loader: DataLoader, batch_size: int) -> DataLoader:
+    """``loader``'s dataset, unshuffled and without dropping the last partial batch (every image
+    once: k-NN features)."""
+    return DataLoader(
+        loader.dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+    )
+
+
 def make_pretrain_dataloader(
     cfg: DictConfig, batch_size: int, backend: Backend | None = None
 ) -> DataLoader:

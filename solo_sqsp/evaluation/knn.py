@@ -20,7 +20,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from solo_sqsp.config import ConfigError, omegaconf_select, set_default, uses_cpu
-from solo_sqsp.data import active_backend, make_classification_dataloaders, validate_data_cfg
+from solo_sqsp.data import (
+    active_backend,
+    in_order,
+    make_classification_dataloaders,
+    validate_data_cfg,
+)
 from solo_sqsp.evaluation.checkpoint import load_frozen_backbone
 from solo_sqsp.evaluation.config import evaluation_run_dir, parse_eval_cfg, write_run_files
 from solo_sqsp.knn import DISTANCES, WeightedKNNClassifier
@@ -83,18 +88,6 @@ def evaluation_device(cfg: DictConfig) -> torch.device:
     devices = cfg.devices
     index = devices[0] if isinstance(devices, (list, ListConfig)) and devices else 0
     return torch.device("cuda", int(index))
-
-
-def in_order(loader: DataLoader, batch_size: int) -> DataLoader:
-    """``loader``'s dataset, unshuffled and without dropping the last partial batch."""
-    return DataLoader(
-        loader.dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        drop_last=False,
-        num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory,
-    )
 
 
 @torch.no_grad()

@@ -7,10 +7,13 @@ found but fails to import (a missing dependency such as timm or scipy) is report
 naming the error before falling back; any error other than ImportError propagates.
 
 On solo-learn, ``BaseMethod`` and every solo-learn method ``get_method`` serves (``vicreg``,
-``simsiam``, ...) get two adjustments (``on_solo_learn``) so both bases train the same network and
-stay usable: the ResNet backbone comes from ``solo_sqsp.backbones`` (``backbone.
-cifar_stem``, also for ``digits``), and the online k-NN is ``solo_sqsp.knn`` (solo-learn's passes
-``compute_on_step``, which current torchmetrics rejects).
+``simsiam``, ...) get these adjustments (``on_solo_learn``) so both bases train the same network,
+report the same numbers and stay usable: the ResNet backbone comes from ``solo_sqsp.backbones``
+(``backbone.cifar_stem``, also for ``digits``); the online k-NN is ``solo_sqsp.knn``
+(solo-learn's passes ``compute_on_step``, which current torchmetrics rejects) and its training
+bank is the clean training split read at validation (``solo_sqsp.methods.knn_bank``), not the
+augmented training views solo-learn's ``training_step`` collects; ``method_kwargs.head`` other
+than ``solo`` is refused (solo-learn's methods build their own heads).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import omegaconf
@@ -27,6 +31,8 @@ from solo_sqsp.config import omegaconf_select
 from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.methods import builtin_base
 from solo_sqsp.methods.domains import with_domain
+from solo_sqsp.methods.heads import HEADS
+from solo_sqsp.methods.knn_bank import KNN_BANK_LOADER, update_knn_bank
 
 __all__ = [
     "ACTIVE_BASE",
@@ -99,6 +105,32 @@ class _SoloLearnAdjustments:
                     f"features, solo-learn's {self.features_dim}-d; use a solo-learn backbone name"
                 )
 
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Any:
+        """solo-learn's training step without its k-NN update (the bank is filled at
+        validation from the clean training split)."""
+        knn_eval, self.knn_eval = self.knn_eval, False
+        try:
+            return super().training_step(batch, batch_idx)
+        finally:
+            self.knn_eval = knn_eval
+
+    def validation_step(
+        self,
+        batch: Sequence[Any],
+        batch_idx: int,
+        dataloader_idx: int | None = None,
+        update_validation_step_outputs: bool = True,
+    ) -> Any:
+        """A batch of the clean training split (``KNN_BANK_LOADER``) to the k-NN's bank, any
+        other to solo-learn's validation step."""
+        if dataloader_idx == KNN_BANK_LOADER:
+            if self.knn_eval and not self.trainer.sanity_checking:
+                update_knn_bank(self, batch)
+            return None
+        return super().validation_step(
+            batch, batch_idx, dataloader_idx, update_validation_step_outputs
+        )
+
     def on_validation_epoch_end(self) -> None:
         """solo-learn's logging, then empty the k-NN banks (ours never reset themselves)."""
         super().on_validation_epoch_end()
@@ -123,8 +155,16 @@ def on_solo_learn(method: type) -> type:
         @staticmethod
         def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
             """solo-learn's defaults plus ``backbone.cifar_stem`` resolved to a bool; an unknown
-            ``backbone.name`` is a ValueError naming the choices (solo-learn asserts later)."""
+            ``backbone.name`` is a ValueError naming the choices (solo-learn asserts later), and
+            so is ``method_kwargs.head`` other than ``solo`` (``solo_sqsp.methods.heads``)."""
             cfg = method.add_and_assert_specific_cfg(cfg)
+            head = omegaconf_select(cfg, "method_kwargs.head", "solo")
+            if head != "solo":
+                raise ValueError(
+                    f"method_kwargs.head={head!r}: solo-learn's {method.__name__} builds its own "
+                    f"heads, so only 'solo' applies on the solo-learn base; the other choices of "
+                    f"{HEADS} need the builtin methods: set SOLO_SQSP_BASE=builtin"
+                )
             name = omegaconf_select(cfg, "backbone.name")
             choices = sorted(getattr(method, "_BACKBONES", {}))
             if choices and name not in choices:

@@ -7,7 +7,9 @@ schedules, and online weighted k-NN evaluation.
 
 Batches: training ``[indexes, [X_1, ..., X_n], targets]`` (``n = num_large_crops +
 num_small_crops``, one tensor allowed for ``n = 1``); validation ``(X, targets)``. Targets of -1
-(unlabelled) are ignored by the classifier loss and the k-NN bank.
+(unlabelled) are ignored by the classifier loss and the k-NN bank. The online k-NN's training
+bank is the clean training split, read as a second validation loader
+(``solo_sqsp.methods.knn_bank``), not solo-learn's augmented training views.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from solo_sqsp.config import require, set_default
 from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.lars import LARS
 from solo_sqsp.lr_schedule import SCHEDULERS, build_lr_scheduler
+from solo_sqsp.methods.knn_bank import KNN_BANK_LOADER, update_knn_bank
 
 PARSE_HINT = "solo_sqsp.config.parse_cfg sets it from data.dataset and augmentations"
 
@@ -267,14 +270,6 @@ class BaseMethod(pl.LightningModule):
             on_epoch=True,
             sync_dist=True,
         )
-
-        if self.knn_eval:
-            repeated = targets.repeat(self.num_large_crops)
-            labelled = repeated != -1
-            feats = torch.cat(outs["feats"][: self.num_large_crops])
-            self.knn.update(
-                train_features=feats[labelled].detach(), train_targets=repeated[labelled]
-            )
         return outs
 
     def base_validation_step(self, X: Tensor, targets: Tensor) -> dict[str, Any]:
@@ -287,8 +282,14 @@ class BaseMethod(pl.LightningModule):
         batch_idx: int,
         dataloader_idx: int | None = None,
         update_validation_step_outputs: bool = True,
-    ) -> dict[str, Any]:
-        """Classifier loss/accuracies of a ``(X, targets)`` batch; test features to the k-NN."""
+    ) -> dict[str, Any] | None:
+        """Classifier loss/accuracies of a ``(X, targets)`` batch of the validation split, its
+        features to the k-NN's queries; a batch of the clean training split (``dataloader_idx ==
+        KNN_BANK_LOADER``) goes to the k-NN's bank alone."""
+        if dataloader_idx == KNN_BANK_LOADER:
+            if self.knn_eval and not self.trainer.sanity_checking:
+                update_knn_bank(self, batch)
+            return None
         X, targets = batch
         out = self.base_validation_step(X, targets)
         if self.knn_eval and not self.trainer.sanity_checking:

@@ -7,20 +7,20 @@ state). Before the method sees a training batch ``[indexes, [X_1, ..., X_n], tar
 
 - ``method_kwargs.synthetic.domain: real`` (default): the batch is untouched, no teacher is built;
 - ``syn``: the ``n`` views are replaced by ``n`` independently augmented views of ``B`` fresh
-  teacher samples (the "Syn" rows);
+  teacher samples (the "Syn" rows); the student never learns from a real image: the real views
+  feed the online classifier alone, through an eval-mode, gradient-free backbone
+  (``solo_sqsp.methods.monitor``), so they touch neither BN statistics nor gradients;
 - ``mix``: the real loader yields ``B - round(a B)`` images, ``a = method_kwargs.syn_ratio``, and
   each view gets ``round(a B)`` synthetic views appended (the "Real & Syn" rows).
 
-Synthetic samples carry target -1 and index -1: the online classifier and the online k-NN ignore
-them (a batch without any label gives the classifier a zero loss; on ``syn`` the online k-NN,
-which has no labelled training sample, is off). ``B`` is
-``optimizer.batch_size`` and an epoch stays ``len(real) // B`` steps, as for ``sqsp``.
-Multi-crop (small crops) is not supported on the synthetic domains.
+Synthetic samples carry target -1 and index -1: the online classifier ignores them (a batch
+without any label gives it a zero loss). ``B`` is ``optimizer.batch_size`` and an epoch stays
+``len(real) // B`` steps, as for ``sqsp``. Multi-crop (small crops) is not supported on the
+synthetic domains.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,12 +29,11 @@ import torch
 from torch import Tensor
 
 from solo_sqsp.config import omegaconf_select
+from solo_sqsp.methods.monitor import UNLABELLED, monitor_step
 from solo_sqsp.methods.synthetic_feed import SyntheticFeed, add_feed_defaults, split_batch
 from solo_sqsp.teachers import GeneratorTeacher
 
-logger = logging.getLogger(__name__)
 DOMAINS = ("real", "syn", "mix")
-UNLABELLED = -1
 
 
 def domain_split(domain: str, batch_size: int, syn_ratio: float) -> tuple[int, int]:
@@ -67,6 +66,10 @@ def add_domain_defaults(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
 class DomainMixin(SyntheticFeed):
     """Replaces (``syn``) or extends (``mix``) each training batch's views with synthetic ones."""
 
+    # ``syn``, during a training step: the real views not yet given to the classifier, and their
+    # targets (``base_training_step`` takes one per synthetic view, in order)
+    _monitor: tuple[list[Tensor], Tensor] | None = None
+
     def __init__(self, cfg: omegaconf.DictConfig, teacher: GeneratorTeacher | None = None):
         super().__init__(cfg)
         self.domain: str = cfg.method_kwargs.synthetic.domain
@@ -80,13 +83,8 @@ class DomainMixin(SyntheticFeed):
                 f"method_kwargs.synthetic.domain={self.domain} supports large crops only; the "
                 f"config asks for {self.num_small_crops} small crops: drop them"
             )
-        if self.domain == "syn" and self.knn_eval:
-            logger.warning(
-                "method_kwargs.synthetic.domain=syn trains on unlabelled samples only: the online "
-                "k-NN has no training bank and is off (evaluate offline: main_knn.py)"
-            )
-            self.knn_eval = False
-        # On ``syn`` the real loader still runs: its B images set the epoch, then are replaced.
+        # On ``syn`` the real loader still runs: its B images set the epoch and feed the online
+        # classifier alone.
         self.real_batch_size = num_real if self.domain == "mix" else cfg.optimizer.batch_size
         self.init_synthetic_feed(
             cfg, batch_size=num_syn, num_views=self.num_large_crops, teacher=teacher
@@ -116,16 +114,29 @@ class DomainMixin(SyntheticFeed):
         ]
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> Any:
-        """The method's own training step on the domain's batch."""
-        if self.domain != "real":
-            batch = self.with_synthetic_views(batch)
-        return super().training_step(batch, batch_idx)
+        """The method's own training step on the domain's batch (on ``syn``, the classifier's
+        outputs come from the real views: ``base_training_step``)."""
+        if self.domain == "real":
+            return super().training_step(batch, batch_idx)
+        if self.domain == "syn":
+            _, views, targets = batch
+            self._monitor = ([views] if isinstance(views, Tensor) else list(views), targets)
+        try:
+            return super().training_step(self.with_synthetic_views(batch), batch_idx)
+        finally:
+            self._monitor = None
 
     def base_training_step(self, X: Tensor, targets: Tensor) -> dict[str, Any]:
-        """The method's per-view outputs; the classifier loss is 0 when no sample is labelled
-        (cross-entropy over no targets is NaN)."""
+        """The method's per-view outputs. On ``syn`` in a training step, the classifier's
+        ``loss``/``acc1``/``acc5`` are those of the matching real view, whose images change
+        nothing else (``monitor_step``); otherwise the classifier loss is 0 when no sample is
+        labelled (cross-entropy over no targets is NaN)."""
         out = super().base_training_step(X, targets)
-        if not bool((targets != UNLABELLED).any()):
+        if self._monitor is not None:
+            views, real_targets = self._monitor
+            monitor = monitor_step(self, views.pop(0), real_targets)
+            out.update({key: monitor[key] for key in ("loss", "acc1", "acc5")})
+        elif not bool((targets != UNLABELLED).any()):
             out["loss"] = out["logits"].sum() * 0.0
         return out
 

@@ -4,6 +4,8 @@ Same config keys and network as solo-learn's ``simsiam``: projector ``Linear(d, 
 Linear(h, h), BN, ReLU, Linear(h, o), BN`` (no bias before a BN, no affine in the last BN),
 predictor ``Linear(o, p), BN, ReLU, Linear(p, o)`` trained at a fixed learning rate
 (``static_lr``), and the symmetrised negative cosine loss with stop-gradient (SimSiam, Eq. 2).
+``method_kwargs.head: authors`` swaps in the paper's reference projector (``proj_layers`` linear
+layers of width ``d``, default 2, see ``solo_sqsp.methods.heads``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 import omegaconf
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
+from solo_sqsp.methods.heads import head_choice, simsiam_heads
 
 
 def negative_cosine_loss(p: Tensor, z: Tensor) -> Tensor:
@@ -41,28 +44,14 @@ class SimSiam(BaseMethod):
     def __init__(self, cfg: omegaconf.DictConfig) -> None:
         super().__init__(cfg)
         kwargs = cfg.method_kwargs
-        hidden, out, pred = kwargs.proj_hidden_dim, kwargs.proj_output_dim, kwargs.pred_hidden_dim
-        self.projector = nn.Sequential(
-            nn.Linear(self.features_dim, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, out, bias=False),
-            nn.BatchNorm1d(out, affine=False),
-        )
-        self.predictor = nn.Sequential(
-            nn.Linear(out, pred, bias=False),
-            nn.BatchNorm1d(pred),
-            nn.ReLU(),
-            nn.Linear(pred, out),
-        )
+        self.projector, self.predictor = simsiam_heads(kwargs.head, self.features_dim, kwargs)
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """solo-learn's ``simsiam`` CIFAR settings: projector 2048, predictor 512."""
+        """solo-learn's ``simsiam`` CIFAR settings: projector 2048, predictor 512, ``head:
+        solo``."""
         cfg = super(SimSiam, SimSiam).add_and_assert_specific_cfg(cfg)
+        head_choice(cfg, "simsiam")
         set_method_defaults(
             cfg, {"proj_hidden_dim": 2048, "proj_output_dim": 2048, "pred_hidden_dim": 512}
         )

@@ -5,7 +5,9 @@ One training step (Sec. 3, Eq. 7-9 of the paper):
   pooled block features to ``h``; the student (backbone + 5-layer projector) sees an augmented
   view of the same images and outputs ``z``; ``L_syn = w_sim MSE(h, z) + w_var v(z) + w_cov c(z)``.
 - Span: the remaining ``B - round(a * B)`` real images give two views and ``L_real = VICReg``.
-- ``L = a L_syn + (1 - a) L_real``; ``a = 1`` is "Squeeze" alone.
+- ``L = a L_syn + (1 - a) L_real``; ``a = 1`` is "Squeeze" alone: the student then learns from
+  synthetic images only, and the real batch feeds the online classifier alone, through an
+  eval-mode, gradient-free backbone (``solo_sqsp.methods.monitor``).
 The teacher is not a submodule: it never trains, never enters ``state_dict`` or checkpoints, and
 is reloaded from ``method_kwargs.teacher.path``.
 """
@@ -20,6 +22,7 @@ import torch
 
 from solo_sqsp.losses import LossTerms, LossWeights, sqsp_total, squeeze_loss, vicreg_loss
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
+from solo_sqsp.methods.monitor import monitor_step
 from solo_sqsp.methods.synthetic_feed import SyntheticFeed, add_feed_defaults, split_batch
 from solo_sqsp.projector import build_projector
 from solo_sqsp.squeeze import SqueezeModule, check_student_width
@@ -36,8 +39,8 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
         kwargs = cfg.method_kwargs
         self.syn_ratio: float = float(kwargs.syn_ratio)
         self.num_syn, num_real = split_batch(cfg.optimizer.batch_size, self.syn_ratio)
-        # Squeeze only (a = 1) still reads B real images a step: the online classifier's
-        # labelled features, and an epoch of len(real) / B steps as in the paper.
+        # Squeeze only (a = 1) still reads B real images a step, for the online classifier
+        # alone (base_training_step), and an epoch of len(real) / B steps as in the paper.
         self.real_batch_size = num_real or cfg.optimizer.batch_size
         self.loss_weights = LossWeights(
             sim=kwargs.sim_loss_weight, var=kwargs.var_loss_weight, cov=kwargs.cov_loss_weight
@@ -91,6 +94,13 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
         out = super().forward(X)
         out["z"] = self.projector(out["feats"])
         return out
+
+    def base_training_step(self, X: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        """A real view's outputs: the student's and the classifier's, or with ``a = 1`` the
+        classifier's alone, leaving the student untouched (``monitor_step``)."""
+        if self.syn_ratio < 1.0:
+            return super().base_training_step(X, targets)
+        return monitor_step(self, X, targets)
 
     def _student_projection(self, images: torch.Tensor) -> torch.Tensor:
         if not self.no_channel_last:

@@ -8,8 +8,10 @@ the Syn and Real&Syn rows of Table 2). It owns:
   ``noise_mode``, ``class_sampling``): a plain attribute, never trained, never in ``state_dict()``
   or checkpoints;
 - the synthetic views' augmentation: the real views' (``augmentations[0]``) or
-  ``method_kwargs.synthetic_augmentation``, with the real views' normalisation (Sec. 4); none
-  (resize and normalise only) when ``method_kwargs.augment_synthetic`` is False (Table 5, row a);
+  ``method_kwargs.synthetic_augmentation``, with the real views' normalisation (Sec. 4), its
+  parameters drawn per sample or, with ``method_kwargs.synthetic.augment_mode: per_batch``, once
+  per batch as in the reference code; none (resize and normalise only) when
+  ``method_kwargs.augment_synthetic`` is False (Table 5, row a);
 - the source, ``solo_sqsp.synthetic_sources.build_synthetic_source`` from
   ``method_kwargs.synthetic`` (``source: live|bank`` and the ``bank_*`` keys), made at
   ``on_fit_start`` on the training device with ``method_kwargs.seed`` and the DDP global rank,
@@ -124,6 +126,7 @@ class SyntheticFeed:
                 kwargs.synthetic_augmentation or real_views,
                 mean=self.normalization.mean,
                 std=self.normalization.std,
+                mode=synthetic_settings(kwargs.synthetic)["augment_mode"],
             )
             if kwargs.augment_synthetic
             else None

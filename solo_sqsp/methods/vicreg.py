@@ -4,6 +4,8 @@ Same config keys and network as solo-learn's ``vicreg``: projector ``Linear(d, h
 Linear(h, h), BN, ReLU, Linear(h, o)`` (``h = proj_hidden_dim``, ``o = proj_output_dim``) and the
 loss of this project's ``solo_sqsp.losses.vicreg_loss`` (the paper's Eq. 12, the span loss of
 ``sqsp``) with weights ``sim_loss_weight``/``var_loss_weight``/``cov_loss_weight`` (25/25/1).
+``method_kwargs.head: authors`` swaps in the paper's reference projector (``proj_layers`` linear
+layers of width ``d``, see ``solo_sqsp.methods.heads``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from typing import Any
 
 import omegaconf
 import torch
-from torch import nn
 
 from solo_sqsp.losses import LossWeights, vicreg_loss
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
+from solo_sqsp.methods.heads import head_choice, vicreg_projector
 
 
 class VICReg(BaseMethod):
-    """Backbone + 3-layer projector trained with VICReg on two views."""
+    """Backbone + projector (solo-learn's or the reference code's) trained with VICReg on two
+    views."""
 
     def __init__(self, cfg: omegaconf.DictConfig) -> None:
         super().__init__(cfg)
@@ -28,21 +31,13 @@ class VICReg(BaseMethod):
         self.loss_weights = LossWeights(
             sim=kwargs.sim_loss_weight, var=kwargs.var_loss_weight, cov=kwargs.cov_loss_weight
         )
-        hidden, out = kwargs.proj_hidden_dim, kwargs.proj_output_dim
-        self.projector = nn.Sequential(
-            nn.Linear(self.features_dim, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, out),
-        )
+        self.projector = vicreg_projector(kwargs.head, self.features_dim, kwargs)
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """solo-learn's ``vicreg`` defaults: widths 2048, weights 25 / 25 / 1."""
+        """solo-learn's ``vicreg`` defaults: widths 2048, weights 25 / 25 / 1, ``head: solo``."""
         cfg = super(VICReg, VICReg).add_and_assert_specific_cfg(cfg)
+        head_choice(cfg, "vicreg")
         set_method_defaults(
             cfg,
             {

@@ -4,8 +4,9 @@ Each step takes the next ``batch_size`` positions of this rank's endless sequenc
 the bank (pass ``e`` is a permutation drawn from ``tagged_seed(seed, "order", rank, worker, e)``),
 reads their uint8 images and fp16 features from the memory maps, moves them to the training
 device, converts there (images to [0, 1] float, features to fp32) and augments every view with
-its own parameters, drawn as ``SyntheticSource`` draws them: from a generator on the device seeded
-with ``stream_seed(seed, rank, worker, step)``. The state is the step count, so a resumed run
+its own parameters (per sample, or per batch: the ``BatchAugment``'s ``mode``), drawn as
+``SyntheticSource`` draws them: from a generator on the device seeded with
+``stream_seed(seed, rank, worker, step)``. The state is the step count, so a resumed run
 serves exactly the batches the interrupted one would have served next.
 """
 

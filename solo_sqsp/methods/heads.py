@@ -1,0 +1,87 @@
+"""Projection heads of the two-view baselines: solo-learn's, or those of the paper's reference code.
+
+``method_kwargs.head`` picks them for the builtin ``vicreg`` and ``simsiam`` (Table 2 baselines):
+
+- ``solo`` (default): solo-learn's heads, widths ``proj_hidden_dim`` / ``proj_output_dim`` (and
+  ``pred_hidden_dim`` for SimSiam's predictor); ``proj_layers`` does not apply.
+- ``authors``: the reference code's heads, whose hidden width is the backbone's feature width
+  ``d`` (``proj_hidden_dim`` does not apply); ``proj_layers`` counts the projector's linear layers:
+  VICReg ``(proj_layers - 1) x [Linear(d, d, bias=False), BN, ReLU]`` then
+  ``Linear(d, proj_output_dim, bias=False)`` (its ``ProjExtractor``: the ``sqsp`` student's
+  projector, default 5 as its VICReg scripts); SimSiam the same layers with a last
+  ``BN(affine=False)`` (default 2 as its CIFAR scripts, 3 on STL10) and the predictor
+  ``Linear(o, pred_hidden_dim, bias=False), BN, ReLU, Linear(pred_hidden_dim, o)``. The reference
+  SimSiam's last linear keeps a frozen bias that the following BN cancels; here it has none.
+
+The baseline configs inherit ``proj_layers: 5`` from their ``sqsp`` config: with ``head: authors``
+SimSiam needs ``method_kwargs.proj_layers=2`` (3 on STL10) to match the reference scripts.
+"""
+
+from __future__ import annotations
+
+import omegaconf
+from torch import nn
+
+from solo_sqsp.config import omegaconf_select
+from solo_sqsp.projector import build_projector
+
+HEADS = ("solo", "authors")
+AUTHORS_PROJ_LAYERS = {"vicreg": 5, "simsiam": 2}
+
+
+def head_choice(cfg: omegaconf.DictConfig, method: str) -> str:
+    """``method_kwargs.head`` checked (``solo`` when unset); with ``authors``, the default
+    ``method_kwargs.proj_layers`` of ``method`` (``vicreg`` or ``simsiam``) where unset."""
+    head = omegaconf_select(cfg, "method_kwargs.head", "solo")
+    if head not in HEADS:
+        raise ValueError(f"method_kwargs.head={head!r}: choose one of {HEADS}")
+    omegaconf.OmegaConf.update(cfg, "method_kwargs.head", head, force_add=True)
+    if head == "authors":
+        layers = omegaconf_select(cfg, "method_kwargs.proj_layers", AUTHORS_PROJ_LAYERS[method])
+        omegaconf.OmegaConf.update(cfg, "method_kwargs.proj_layers", layers, force_add=True)
+    return head
+
+
+def vicreg_projector(head: str, features_dim: int, kwargs: omegaconf.DictConfig) -> nn.Sequential:
+    """VICReg's projector: solo-learn's 3-layer MLP or the reference code's (module docstring)."""
+    if head == "authors":
+        return build_projector(features_dim, kwargs.proj_output_dim, num_layers=kwargs.proj_layers)
+    hidden, out = kwargs.proj_hidden_dim, kwargs.proj_output_dim
+    return nn.Sequential(
+        nn.Linear(features_dim, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, out),
+    )
+
+
+def simsiam_heads(
+    head: str, features_dim: int, kwargs: omegaconf.DictConfig
+) -> tuple[nn.Sequential, nn.Sequential]:
+    """SimSiam's ``(projector, predictor)``: solo-learn's or the reference code's projector
+    (module docstring), ending in ``BN(affine=False)``; the same predictor for both."""
+    out, pred = kwargs.proj_output_dim, kwargs.pred_hidden_dim
+    if head == "authors":
+        projector = build_projector(features_dim, out, num_layers=kwargs.proj_layers)
+    else:
+        hidden = kwargs.proj_hidden_dim
+        projector = nn.Sequential(
+            nn.Linear(features_dim, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out, bias=False),
+        )
+    projector.append(nn.BatchNorm1d(out, affine=False))
+    predictor = nn.Sequential(
+        nn.Linear(out, pred, bias=False),
+        nn.BatchNorm1d(pred),
+        nn.ReLU(),
+        nn.Linear(pred, out),
+    )
+    return projector, predictor
