@@ -20,8 +20,11 @@ from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import Tensor
 
+from solo_sqsp.bounded_text import clipped, shown
 from solo_sqsp.config import ConfigError
+from solo_sqsp.pickle_scan import scan_torch_file
 
 CHECKPOINT_SUFFIX = ".ckpt"
 
@@ -130,8 +133,9 @@ def resume_step(path: str | os.PathLike[str] | None) -> int | None:
             "(<checkpoint.dir>/<method>/<name>-<id>/last.ckpt) or leave it unset"
         )
     try:
+        scan_torch_file(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # a truncated zip, a pickle, a file of another kind
+    except Exception as error:  # a truncated zip, a pickle, a file of another kind, a bomb
         raise ConfigError(
             f"resume_from_checkpoint={path} is not a readable Lightning checkpoint "
             f"({load_failure_reason(error)}); pass a .ckpt written by an earlier run of this "
@@ -142,7 +146,14 @@ def resume_step(path: str | os.PathLike[str] | None) -> int | None:
             f"resume_from_checkpoint={path} has no global_step: not a Lightning training "
             "checkpoint (weights alone cannot resume a run)"
         )
-    return int(checkpoint["global_step"])
+    step = checkpoint["global_step"]
+    if isinstance(step, Tensor) and step.numel() == 1 and not step.is_floating_point():
+        step = step.item()
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ConfigError(
+            f"resume_from_checkpoint={path} has global_step {shown(step)}, not a count of steps"
+        )
+    return step
 
 
 def load_failure_reason(error: Exception) -> str:
@@ -152,5 +163,5 @@ def load_failure_reason(error: Exception) -> str:
     if "Weights only load failed" in str(error):
         refused = next((line.strip() for line in lines if "Unsupported" in line), None)
         if refused is not None:
-            return refused
-    return lines[-1] if lines else type(error).__name__
+            return clipped(refused)
+    return clipped(lines[-1]) if lines else type(error).__name__

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from small_generator import small_generator
 from standin_data import trust_checksums, write_cifar
 from torchvision.datasets import CIFAR10
@@ -17,6 +18,7 @@ from solo_sqsp.config import parse_cfg
 from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.methods import ACTIVE_BASE, SimSiam, VICReg, get_method
 from solo_sqsp.methods.domains import DomainMixin
+from solo_sqsp.methods.heads import head_choice
 from solo_sqsp.methods.simsiam import negative_cosine_loss, output_std, simsiam_loss
 from solo_sqsp.methods.synthetic_feed import SYNTHETIC_STATE_KEY
 from solo_sqsp.pretrain import run_pretrain
@@ -105,18 +107,19 @@ DIGITS_CONFIGS = REPO_ROOT / "scripts" / "pretrain" / "digits"
 OUT, PRED = 32, 8  # projector output and predictor hidden widths of the head tests
 
 
-def digits_model(config: str, head: str, drop_proj_layers: bool = False):
-    """The builtin ``config`` method with ``method_kwargs.head=head`` (``proj_layers`` removed:
-    the head's default applies)."""
+def digits_model(config: str, head: str, drop_proj_layers: bool = False, *overrides: str):
+    """The ``config`` method with ``method_kwargs.head=head`` (``proj_layers`` removed: the head's
+    default applies)."""
     with initialize_config_dir(config_dir=str(DIGITS_CONFIGS), version_base="1.2"):
         cfg = compose(
             config,
             [
                 f"++method_kwargs.head={head}",
-                "method_kwargs.proj_hidden_dim=64",
+                "++method_kwargs.proj_hidden_dim=64",
                 f"method_kwargs.proj_output_dim={OUT}",
                 f"++method_kwargs.pred_hidden_dim={PRED}",
                 "optimizer.batch_size=8",
+                *overrides,
             ],
         )
     if drop_proj_layers:
@@ -133,8 +136,8 @@ def block(d: int) -> list[tuple[int, ...]]:
     return [(d, d), (d,), (d,)]
 
 
-@pytest.mark.skipif(ACTIVE_BASE != "builtin", reason="the builtin methods build the heads")
 def test_authors_heads_have_the_reference_shapes_and_train() -> None:
+    """On either base: solo-learn's methods get their heads replaced (``install_heads``)."""
     vicreg = digits_model("vicreg_real_digits", "authors")  # proj_layers 5, inherited
     d = vicreg.features_dim
     assert shapes(vicreg.projector) == block(d) * 4 + [(OUT, d)]
@@ -146,7 +149,8 @@ def test_authors_heads_have_the_reference_shapes_and_train() -> None:
     last = simsiam.projector[-1]
     assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine
     assert shapes(simsiam.predictor) == [(PRED, OUT), (PRED,), (PRED,), (OUT, PRED), (OUT,)]
-    deeper = digits_model("simsiam_real_digits", "authors")  # proj_layers 5, inherited
+    assert digits_model("simsiam_real_digits", "authors").cfg.method_kwargs.proj_layers == 2
+    deeper = digits_model("simsiam_real_digits", "authors", False, "method_kwargs.proj_layers=5")
     assert shapes(deeper.projector) == block(d) * 4 + [(OUT, d)]
 
     rng = torch.Generator().manual_seed(0)
@@ -186,9 +190,9 @@ def test_solo_heads_are_solo_learns() -> None:
 def test_unknown_or_unavailable_head_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"method_kwargs.head='author': .*\('solo', 'authors'\)"):
         digits_model("vicreg_real_digits", "author")
-    if ACTIVE_BASE == "solo-learn":  # solo-learn's methods build their own heads
-        with pytest.raises(ValueError, match="SOLO_SQSP_BASE=builtin"):
-            digits_model("simsiam_real_digits", "authors")
+    cfg = OmegaConf.create({"method_kwargs": {"head": "authors"}})
+    with pytest.raises(ValueError, match=r"head='authors' applies to \['simsiam', 'vicreg'\]"):
+        head_choice(cfg, "byol")
 
 
 def test_simsiam_loss_is_the_symmetrised_negative_cosine() -> None:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -455,3 +456,54 @@ def test_bad_eval_configs_name_the_key(parse, override, message):
         OmegaConf.update(cfg, key, value, force_add=True)
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse(cfg)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"backbone": {"name": "resnet18", "kwargs": {"width_per_group": 2**20}}}, "not a valid"),
+        ({"backbone": {"name": "resnet18", "kwargs": {"norm_layer": "x"}}}, "unknown key"),
+        ({"backbone": {"name": "resnet18", "kwargs": {"groups": 2}}}, "cannot be built"),
+        ({"backbone": ["resnet18"]}, "not a mapping"),
+        ({"backbone": {"name": ["x" * 10**5]}}, "not a name"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    ],
+)
+def test_hostile_args_json_is_refused_before_allocation(pretrain_run, tmp_path, args, message):
+    """args.json values never reach torchvision unchecked (issue 15): a short CheckpointError."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(pretrain_run / "last.ckpt", folder / "last.ckpt")
+    text = args if isinstance(args, str) else json.dumps(args)
+    (folder / "args.json").write_text(text)
+    with pytest.raises(CheckpointError, match=message) as raised:
+        load_frozen_backbone(eval_cfg(folder))
+    assert len(str(raised.value)) < 1000
+    assert load_frozen_backbone(eval_cfg(pretrain_run)).spec.name == "resnet18"
+
+
+def test_nested_checkpoint_pickle_is_refused_without_crashing(tmp_path):
+    """A million nested tuples as a dict key in data.pkl segfaults torch.load's hashing; the
+    pre-scan refuses it first."""
+    saved = tmp_path / "saved.ckpt"
+    torch.save({}, saved)
+    hostile = tmp_path / "nested.ckpt"
+    nested = b"\x80\x02}" + b")" + b"\x85" * 1_000_000 + b"Ns."
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(hostile, "w") as target:
+        for info in source.infolist():
+            is_pickle = info.filename.endswith("/data.pkl")
+            target.writestr(info, nested if is_pickle else source.read(info))
+    with pytest.raises(CheckpointError, match="deeper than"):
+        load_frozen_backbone(eval_cfg(hostile, **{"backbone.name": "resnet18"}))
+
+
+def test_checkpoint_entries_are_checked_by_type(tmp_path):
+    """State dicts whose keys are not names or whose backbone entries are not tensors end in a
+    CheckpointError, not a raw AttributeError (issue 15)."""
+    cfg = {"backbone.name": "resnet18"}
+    wrong_value = save_state(tmp_path / "value.ckpt", {"backbone.conv1.weight": 5})
+    with pytest.raises(CheckpointError, match="are not tensors"):
+        load_frozen_backbone(eval_cfg(wrong_value, **cfg))
+    wrong_key = save_state(tmp_path / "key.ckpt", {("backbone", 1): torch.zeros(1)})
+    with pytest.raises(CheckpointError, match="keys that are not names"):
+        load_frozen_backbone(eval_cfg(wrong_key, **cfg))

@@ -2,9 +2,10 @@
 NVIDIA-structured network pickle, and random pickle opcode streams that name dangerous globals.
 
 Every case must end in a clear ``TeacherFileError`` (``UnsafePickleError`` included) or a valid
-load: never another exception type, an interpreter crash, a hang or code execution. The cases
-run in a child process (this file run as a script), so a segfault or a hang is seen as such;
-each case is seeded, and a failing one is reported by kind and index for replay.
+load: never another exception type, an interpreter crash, a hang or code execution, and each
+within ``SLOW_CASE_S`` seconds and ``MAX_EXTRA_MIB`` of extra peak memory. The cases run in a
+child process (this file run as a script), so a segfault or a hang is seen as such; each case is
+seeded, and a failing one is reported by kind and index for replay.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import pickle
 import random
+import resource
 import struct
 import subprocess
 import sys
@@ -27,7 +29,8 @@ TRUNCATIONS = 50
 OPCODE_STREAMS = 100
 CALL_TREES = 100
 CHILD_TIMEOUT_S = 300
-SLOW_CASE_S = 20.0
+SLOW_CASE_S = 2.0
+MAX_EXTRA_MIB = 64
 
 # Strings the random streams push: names of dangerous and of allowed globals, and arguments
 # that would create the marker file if any call ran.
@@ -203,6 +206,7 @@ def run_cases(valid_path: Path, marker: str) -> dict[str, object]:
     counts = {"loaded": 0, "refused": 0}
     bad: list[str] = []
     slowest = (0.0, "")
+    largest = (0.0, "")
     plan = [("valid", 0)]
     plan += [("flip", i) for i in range(BYTE_FLIPS)]
     plan += [("truncate", i) for i in range(TRUNCATIONS)]
@@ -210,7 +214,7 @@ def run_cases(valid_path: Path, marker: str) -> dict[str, object]:
     plan += [("calls", i) for i in range(CALL_TREES)]
     for kind, index in plan:
         data = valid if kind == "valid" else case_bytes(valid, kind, index, marker)
-        start = time.monotonic()
+        peak, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
         try:
             networks = load_network_pkl(io.BytesIO(data))
             if not isinstance(networks["G_ema"], Generator):
@@ -223,8 +227,17 @@ def run_cases(valid_path: Path, marker: str) -> dict[str, object]:
         except Exception as err:  # the finding: any other exception type
             bad.append(f"{kind}[{index}]: {type(err).__name__}: {err}"[:500])
         elapsed = time.monotonic() - start
-        slowest = max(slowest, (elapsed, f"{kind}[{index}]"))
-    return {"counts": counts, "bad": bad, "slowest": slowest, "cases": len(plan)}
+        extra_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+        if kind != "valid":  # the first load's imports and allocations are not a case's
+            slowest = max(slowest, (elapsed, f"{kind}[{index}]"))
+            largest = max(largest, (extra_mib, f"{kind}[{index}]"))
+    return {
+        "counts": counts,
+        "bad": bad,
+        "slowest": slowest,
+        "largest": largest,
+        "cases": len(plan),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +266,7 @@ def test_fuzzed_network_pickles_end_in_a_clear_error_or_a_valid_load(valid_pickl
     assert report["cases"] == 1 + BYTE_FLIPS + TRUNCATIONS + OPCODE_STREAMS + CALL_TREES
     assert report["counts"]["loaded"] >= 1 and report["counts"]["refused"] >= TRUNCATIONS
     assert report["slowest"][0] < SLOW_CASE_S, f"slow case: {report['slowest']}"
+    assert report["largest"][0] <= MAX_EXTRA_MIB, f"memory-hungry case: {report['largest']}"
 
 
 if __name__ == "__main__":

@@ -195,3 +195,16 @@ def test_full_table_budget_keeps_every_row_width(monkeypatch, tmp_path) -> None:
         for key in ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim"):
             assert budgeted.get(key) == own.get(key), (row.config, key)
         assert budgeted.get("squeeze") == own.get("squeeze")
+
+
+def test_stability_probe_records_steps_and_the_divergence_step(tmp_path, monkeypatch) -> None:
+    small = ["optimizer.batch_size=8", "method_kwargs.proj_output_dim=16", "data.num_workers=0"]
+    common = ["--rows", "vicreg_real_digits", "--steps", "2", "--seeds", "0", "--epochs", "1"]
+    run_script(monkeypatch, "stability", *common, "--set", *small, "--out", str(tmp_path / "a"))
+    (run,) = json.loads((tmp_path / "a").read_text())["rows"]["vicreg_real_digits"]
+    assert run["diverged_at"] is None and [s["step"] for s in run["steps"]] == [1, 2]
+    assert all(s["grad_norm"] > 0 and "train_vicreg_real/cov" in s for s in run["steps"])
+    huge = ["--warmup-fraction", "0", "--set", *small, "optimizer.lr=1e12"]  # far past the edge
+    run_script(monkeypatch, "stability", *common, *huge, "--out", str(tmp_path / "b"))
+    (run,) = json.loads((tmp_path / "b").read_text())["rows"]["vicreg_real_digits"]
+    assert run["diverged_at"] is not None and run["diverged_at"] == len(run["steps"]) + 1

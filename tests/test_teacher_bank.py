@@ -244,3 +244,48 @@ def test_factory_dispatches_on_source(teacher, bank_dir, augment, tmp_path, monk
         match=r"synthetic.augment_mode='per_image' is unknown; use one of \('per_sample', 'per_b",
     ):
         build_synthetic_source({"augment_mode": "per_image"}, teacher, **common)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image_shape": ["3", 16, 16]},
+        {"image_shape": [3, 16, -16]},
+        {"size": -40},
+        {"size": True},
+        {"build_batch": 0},
+        {"count": 41},
+        {"feature_dims": [1, 2]},
+        {"feature_names": "synthesis.b4"},
+        {"chunk_crc32": [[1, 2]] * 4},
+        {"teacher": [1]},
+        {"version": "x" * 10**6},
+    ],
+)
+def test_manifest_values_are_checked_by_type_and_range(bank_dir, tmp_path, change):
+    """Hostile bank.json values end in a short BankError, never a raw error (issue 15)."""
+    copy = tmp_path / "bank"
+    shutil.copytree(bank_dir, copy)
+    meta = json.loads((copy / META_FILE).read_text())
+    (copy / META_FILE).write_text(json.dumps({**meta, **change}))
+    with pytest.raises(BankError) as raised:
+        open_bank(copy)
+    assert len(str(raised.value)) < 1000
+    open_bank(bank_dir)
+
+
+def test_deep_json_and_data_symlinked_out_of_the_bank_are_refused(bank_dir, tmp_path):
+    deep = tmp_path / "deep"
+    shutil.copytree(bank_dir, deep)
+    (deep / META_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BankError, match="is corrupt"):
+        open_bank(deep)
+
+    linked = tmp_path / "linked"
+    shutil.copytree(bank_dir, linked)
+    outside = tmp_path / "elsewhere.bin"
+    (linked / IMAGES_FILE).rename(outside)
+    (linked / IMAGES_FILE).symlink_to(outside)
+    with pytest.raises(BankError, match=r"symlink .* outside the bank"):
+        open_bank(linked)
+    open_bank(bank_dir)

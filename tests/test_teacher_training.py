@@ -200,9 +200,15 @@ def test_script_trains_saves_and_resumes(tmp_path, monkeypatch, capsys):
     runpy.run_path(script, run_name="__main__")
     assert out.is_file() and out.with_suffix(".png").is_file()
     assert out.with_suffix(".state.pt").is_file()
-    monkeypatch.setattr(sys, "argv", [*command, "--iters", "3", "--resume"])
+    snapshots = ["--snapshot-every", "2", "--snapshot-dir", str(tmp_path / "snaps")]
+    monkeypatch.setattr(sys, "argv", [*command, "--iters", "5", "--resume", *snapshots])
     runpy.run_path(script, run_name="__main__")
     assert "at iteration 2" in capsys.readouterr().out.split("resumed from", 1)[1]
     extra = torch.load(out, weights_only=True)["extra"]
-    assert extra["iterations"] == 3 and extra["data"].startswith("embedded digits")
+    assert extra["iterations"] == 5 and extra["data"].startswith("embedded digits")
     assert load_teacher_checkpoint(out).img_resolution == 8
+    # teachers along training: iteration 4 kept apart (iteration 2 was before --snapshot-every)
+    (snapshot,) = (tmp_path / "snaps").iterdir()
+    assert snapshot.name == "teacher-000004.pt"
+    assert torch.load(snapshot, weights_only=True)["extra"]["iterations"] == 4
+    assert load_teacher_checkpoint(snapshot).img_resolution == 8

@@ -5,7 +5,8 @@ The result is a teacher checkpoint (``save_teacher_checkpoint``: the EMA generat
 teacher, and a PNG grid of its samples. A training state beside it (``--state``, default
 ``<out>.state.pt``) is written every ``--checkpoint-every`` iterations and at the end, so
 ``--resume`` continues an interrupted run exactly; ``--minutes`` stops cleanly after a wall-clock
-budget.
+budget; ``--snapshot-every N`` also keeps the teacher of every N-th iteration apart (teachers along
+training, e.g. for an accuracy-vs-teacher-quality curve).
 
 The package's embedded teacher ``solo_sqsp/assets/digits_teacher.pt`` is iteration 12,060 of
     python scripts/teacher/train_teacher.py --out solo_sqsp/assets/digits_teacher.pt \

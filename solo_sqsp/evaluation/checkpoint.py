@@ -26,14 +26,35 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from solo_sqsp.backbones import BACKBONES, build_backbone
+from solo_sqsp.bounded_text import clipped, shown
 from solo_sqsp.checkpointing import load_failure_reason
 from solo_sqsp.config import omegaconf_select
+from solo_sqsp.pickle_scan import PickleScanError, scan_torch_file
 
 BACKBONE_PREFIX = "backbone."
 ARGS_FILE = "args.json"
 LAST_CHECKPOINT = "last.ckpt"
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt")
 _SHOWN_KEYS = 4
+MAX_ARGS_BYTES = 16 * 2**20  # args.json
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _count(high: int) -> Any:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= high
+
+
+BACKBONE_KWARGS = {  # the torchvision ResNet arguments a pretraining config may set, checked
+    "zero_init_residual": _flag,
+    "groups": _count(64),
+    "width_per_group": _count(256),
+    "replace_stride_with_dilation": lambda v: (
+        isinstance(v, list) and len(v) == 3 and all(map(_flag, v))
+    ),
+}
 
 
 class CheckpointError(ValueError):
@@ -71,7 +92,7 @@ class PretrainedBackbone:
 
 def _shown(keys: list[str]) -> str:
     more = f", ... ({len(keys)} in all)" if len(keys) > _SHOWN_KEYS else ""
-    return ", ".join(keys[:_SHOWN_KEYS]) + more
+    return ", ".join(clipped(key, 80) for key in keys[:_SHOWN_KEYS]) + more
 
 
 def resolve_checkpoint_path(path: Any) -> Path:
@@ -114,7 +135,13 @@ def read_state_dict(checkpoint: Path) -> dict[str, Tensor]:
     """The checkpoint's ``state_dict`` (or the file itself when it is a plain state dict), read
     with ``torch.load(weights_only=True)``."""
     try:
+        scan_torch_file(checkpoint)
         content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except PickleScanError as error:
+        raise CheckpointError(
+            f"{checkpoint} is not a PyTorch checkpoint this library reads ({error}); pass the "
+            ".ckpt written by main_pretrain.py"
+        ) from error
     except Exception as error:  # arbitrary bytes make the unpickler fail in arbitrary ways
         refused = _refused_global(error)
         if refused is not None:
@@ -136,7 +163,7 @@ def read_state_dict(checkpoint: Path) -> dict[str, Tensor]:
     ):
         return content
     kind = (
-        f"a dict with keys {_shown(sorted(map(str, content)))}"
+        f"a dict with keys {_shown(sorted(k if isinstance(k, str) else shown(k) for k in content))}"
         if isinstance(content, dict)
         else type(content).__name__
     )
@@ -147,7 +174,10 @@ def read_state_dict(checkpoint: Path) -> dict[str, Tensor]:
 
 
 def backbone_weights(state_dict: dict[str, Tensor], checkpoint: Path) -> dict[str, Tensor]:
-    """The ``backbone.*`` entries with the prefix removed (solo-learn's main_linear rule)."""
+    """The ``backbone.*`` entries with the prefix removed (solo-learn's main_linear rule), checked
+    to map names to tensors."""
+    if not all(isinstance(key, str) for key in state_dict):
+        raise CheckpointError(f"{checkpoint}: its state_dict has keys that are not names")
     weights = {
         key.removeprefix(BACKBONE_PREFIX): value
         for key, value in state_dict.items()
@@ -160,6 +190,11 @@ def backbone_weights(state_dict: dict[str, Tensor], checkpoint: Path) -> dict[st
             f"'{BACKBONE_PREFIX}' (found {_shown(prefixes) or 'no keys'}); pass a checkpoint of a "
             "pretraining run"
         )
+    not_tensors = sorted(key for key, value in weights.items() if not isinstance(value, Tensor))
+    if not_tensors:
+        raise CheckpointError(
+            f"{checkpoint}: its backbone entries {_shown(not_tensors)} are not tensors"
+        )
     return weights
 
 
@@ -168,11 +203,15 @@ def read_pretrain_args(checkpoint: Path) -> dict[str, Any] | None:
     args_path = checkpoint.parent / ARGS_FILE
     if not args_path.is_file():
         return None
+    if args_path.stat().st_size > MAX_ARGS_BYTES:
+        raise CheckpointError(
+            f"{args_path} is larger than {MAX_ARGS_BYTES} bytes; delete or fix it"
+        )
     try:
         args = json.loads(args_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # JSON and UTF-8 errors, nesting too deep
         raise CheckpointError(
-            f"{args_path} is not valid JSON ({error}); delete or fix it"
+            f"{args_path} is not valid JSON ({shown(error)}); delete or fix it"
         ) from error
     if not isinstance(args, dict):
         raise CheckpointError(f"{args_path} holds {type(args).__name__}, not a config mapping")
@@ -183,11 +222,16 @@ def backbone_spec(
     cfg: DictConfig, pretrain_args: dict[str, Any] | None, weights: dict[str, Tensor]
 ) -> BackboneSpec:
     """The pretrained architecture (module docstring); CheckpointError on any disagreement."""
-    found = ((pretrain_args or {}).get("backbone") or {}).get("name")
+    backbone = (pretrain_args or {}).get("backbone") or {}
+    if not isinstance(backbone, dict):
+        raise CheckpointError(f"{ARGS_FILE}: backbone is {shown(backbone)}, not a mapping")
+    found = backbone.get("name")
+    if found is not None and not isinstance(found, str):
+        raise CheckpointError(f"{ARGS_FILE}: backbone.name is {shown(found)}, not a name")
     expected = omegaconf_select(cfg, "backbone.name")
     if found and expected and found != expected:
         raise CheckpointError(
-            f"backbone name mismatch: the checkpoint's {ARGS_FILE} says '{found}', the config "
+            f"backbone name mismatch: the checkpoint's {ARGS_FILE} says {shown(found)}, the config "
             f"asks for backbone.name='{expected}'; set backbone.name={found} or pass a {expected} "
             "checkpoint"
         )
@@ -199,7 +243,7 @@ def backbone_spec(
         )
     if name not in BACKBONES:
         raise CheckpointError(
-            f"backbone '{name}' is not available; choose one of {sorted(BACKBONES)}"
+            f"backbone {shown(name)} is not available; choose one of {sorted(BACKBONES)}"
         )
 
     conv1 = weights.get("conv1.weight")
@@ -212,11 +256,27 @@ def backbone_spec(
             f"(CIFAR stem: {cifar_stem}); drop backbone.cifar_stem, the checkpoint decides"
         )
     if pretrain_args is not None:
-        kwargs = (pretrain_args.get("backbone") or {}).get("kwargs") or {}
+        kwargs = backbone.get("kwargs") or {}
     else:
         selected = omegaconf_select(cfg, "backbone.kwargs")
         kwargs = OmegaConf.to_container(selected) if selected else {}
+    _check_backbone_kwargs(kwargs)
     return BackboneSpec(name=name, cifar_stem=cifar_stem, kwargs=dict(kwargs))
+
+
+def _check_backbone_kwargs(kwargs: Any) -> None:
+    """Known torchvision ResNet arguments only, each of its type and range."""
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"backbone.kwargs is {shown(kwargs)}, not a mapping")
+    for key, value in kwargs.items():
+        check = BACKBONE_KWARGS.get(key) if isinstance(key, str) else None
+        if check is None:
+            raise CheckpointError(
+                f"backbone.kwargs has the unknown key {shown(key)}; known keys are "
+                f"{sorted(BACKBONE_KWARGS)}"
+            )
+        if not check(value):
+            raise CheckpointError(f"backbone.kwargs.{key} = {shown(value)} is not a valid value")
 
 
 def load_frozen_backbone(cfg: DictConfig) -> PretrainedBackbone:
@@ -226,7 +286,15 @@ def load_frozen_backbone(cfg: DictConfig) -> PretrainedBackbone:
     weights = backbone_weights(read_state_dict(checkpoint), checkpoint)
     pretrain_args = read_pretrain_args(checkpoint)
     spec = backbone_spec(cfg, pretrain_args, weights)
-    module, features_dim = build_backbone(spec.name, cifar_stem=spec.cifar_stem, **spec.kwargs)
+    try:
+        with torch.device("meta"):  # nothing is allocated before the weights are known to fit
+            module, features_dim = build_backbone(
+                spec.name, cifar_stem=spec.cifar_stem, **spec.kwargs
+            )
+    except (TypeError, ValueError, NotImplementedError) as error:
+        raise CheckpointError(
+            f"{spec.name} cannot be built with backbone.kwargs {shown(spec.kwargs)}: {shown(error)}"
+        ) from error
     own = module.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -245,7 +313,13 @@ def load_frozen_backbone(cfg: DictConfig) -> PretrainedBackbone:
             f"{checkpoint}: its backbone weights do not fit {spec.name} "
             f"(cifar_stem={spec.cifar_stem}): {'; '.join(problems)}; check backbone.name"
         )
-    module.load_state_dict(weights, strict=True)
+    module = module.to_empty(device="cpu")
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as error:  # e.g. a dtype that does not convert
+        raise CheckpointError(
+            f"{checkpoint}: its backbone weights do not load ({shown(error)})"
+        ) from error
     module.requires_grad_(False)
     module.eval()
     return PretrainedBackbone(module, features_dim, spec, checkpoint, pretrain_args)

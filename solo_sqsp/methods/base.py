@@ -12,8 +12,8 @@ report the same numbers and stay usable: the ResNet backbone comes from ``solo_s
 (``backbone.cifar_stem``, also for ``digits``); the online k-NN is ``solo_sqsp.knn``
 (solo-learn's passes ``compute_on_step``, which current torchmetrics rejects) and its training
 bank is the clean training split read at validation (``solo_sqsp.methods.knn_bank``), not the
-augmented training views solo-learn's ``training_step`` collects; ``method_kwargs.head`` other
-than ``solo`` is refused (solo-learn's methods build their own heads).
+augmented training views solo-learn's ``training_step`` collects; ``method_kwargs.head:
+authors`` replaces the heads solo-learn's ``vicreg``/``simsiam`` built (``methods.heads``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from solo_sqsp.config import omegaconf_select
 from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.methods import builtin_base
 from solo_sqsp.methods.domains import with_domain
-from solo_sqsp.methods.heads import HEADS
+from solo_sqsp.methods.heads import head_choice, install_heads
 from solo_sqsp.methods.knn_bank import KNN_BANK_LOADER, update_knn_bank
 
 __all__ = [
@@ -104,6 +104,7 @@ class _SoloLearnAdjustments:
                     f"backbone {self.backbone_name}: this project's build has {features_dim}-d "
                     f"features, solo-learn's {self.features_dim}-d; use a solo-learn backbone name"
                 )
+        install_heads(self, cfg)
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> Any:
         """solo-learn's training step without its k-NN update (the bank is filled at
@@ -155,16 +156,10 @@ def on_solo_learn(method: type) -> type:
         @staticmethod
         def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
             """solo-learn's defaults plus ``backbone.cifar_stem`` resolved to a bool; an unknown
-            ``backbone.name`` is a ValueError naming the choices (solo-learn asserts later), and
-            so is ``method_kwargs.head`` other than ``solo`` (``solo_sqsp.methods.heads``)."""
+            ``backbone.name`` is a ValueError naming the choices (solo-learn asserts later);
+            ``method_kwargs.head`` checked (``solo_sqsp.methods.heads``)."""
             cfg = method.add_and_assert_specific_cfg(cfg)
-            head = omegaconf_select(cfg, "method_kwargs.head", "solo")
-            if head != "solo":
-                raise ValueError(
-                    f"method_kwargs.head={head!r}: solo-learn's {method.__name__} builds its own "
-                    f"heads, so only 'solo' applies on the solo-learn base; the other choices of "
-                    f"{HEADS} need the builtin methods: set SOLO_SQSP_BASE=builtin"
-                )
+            head_choice(cfg, omegaconf_select(cfg, "method", ""))
             name = omegaconf_select(cfg, "backbone.name")
             choices = sorted(getattr(method, "_BACKBONES", {}))
             if choices and name not in choices:

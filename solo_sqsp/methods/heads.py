@@ -1,6 +1,7 @@
 """Projection heads of the two-view baselines: solo-learn's, or those of the paper's reference code.
 
-``method_kwargs.head`` picks them for the builtin ``vicreg`` and ``simsiam`` (Table 2 baselines):
+``method_kwargs.head`` picks them for ``vicreg`` and ``simsiam`` (Table 2 baselines), the builtin
+methods and solo-learn's alike (``install_heads`` replaces the heads solo-learn built):
 
 - ``solo`` (default): solo-learn's heads, widths ``proj_hidden_dim`` / ``proj_output_dim`` (and
   ``pred_hidden_dim`` for SimSiam's predictor); ``proj_layers`` does not apply.
@@ -35,6 +36,11 @@ def head_choice(cfg: omegaconf.DictConfig, method: str) -> str:
     head = omegaconf_select(cfg, "method_kwargs.head", "solo")
     if head not in HEADS:
         raise ValueError(f"method_kwargs.head={head!r}: choose one of {HEADS}")
+    if head != "solo" and method not in AUTHORS_PROJ_LAYERS:
+        raise ValueError(
+            f"method_kwargs.head={head!r} applies to {sorted(AUTHORS_PROJ_LAYERS)}, not to "
+            f"method={method!r}: remove the key"
+        )
     omegaconf.OmegaConf.update(cfg, "method_kwargs.head", head, force_add=True)
     if head == "authors":
         layers = omegaconf_select(cfg, "method_kwargs.proj_layers", AUTHORS_PROJ_LAYERS[method])
@@ -85,3 +91,18 @@ def simsiam_heads(
         nn.Linear(pred, out),
     )
     return projector, predictor
+
+
+def install_heads(method: nn.Module, cfg: omegaconf.DictConfig) -> None:
+    """Give a constructed ``vicreg`` or ``simsiam`` (solo-learn's, which builds its own heads) the
+    heads ``method_kwargs.head`` names; nothing to do for ``solo``."""
+    if cfg.method_kwargs.head == "solo":
+        return
+    if cfg.method == "vicreg":
+        method.projector = vicreg_projector(
+            cfg.method_kwargs.head, method.features_dim, cfg.method_kwargs
+        )
+    else:
+        method.projector, method.predictor = simsiam_heads(
+            cfg.method_kwargs.head, method.features_dim, cfg.method_kwargs
+        )

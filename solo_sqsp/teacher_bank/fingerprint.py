@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from solo_sqsp.bounded_text import shown
 from solo_sqsp.teachers import GeneratorTeacher
 
 
@@ -53,9 +54,11 @@ def record_mismatch(stored: dict[str, Any], current: dict[str, Any]) -> str | No
     """None if the records agree, else which description fields (or the weights) differ."""
     if stored.get("fingerprint") == current["fingerprint"]:
         return None
-    old, new = stored.get("description", {}), current["description"]
+    old, new = stored.get("description"), current["description"]
+    if not isinstance(old, dict):
+        old = {}
     fields = [
-        f"{key}: bank {old.get(key)!r} vs teacher {new[key]!r}"
+        f"{key}: bank {shown(old.get(key))} vs teacher {new[key]!r}"
         for key in new
         if old.get(key) != new[key]
     ]

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from solo_sqsp.bounded_text import shown
 from solo_sqsp.teacher_bank.fingerprint import record_mismatch, teacher_record
 from solo_sqsp.teachers import GeneratorTeacher
 
@@ -64,6 +65,15 @@ META_KEYS = frozenset(
         "chunk_crc32",
     )
 )
+
+
+MAX_META_BYTES = 64 * 2**20  # bank.json: a few KB plus 20 bytes per build chunk
+MAX_SAMPLES = 2**32
+MAX_IMAGE_CHANNELS = 64
+MAX_IMAGE_SIDE = 4096
+MAX_FEATURE_MODULES = 256
+MAX_FEATURE_DIM = 2**16
+MAX_NAME_CHARS = 256
 
 
 class BankError(ValueError):
@@ -117,9 +127,11 @@ def _expected_bytes(meta: dict[str, Any]) -> dict[str, int]:
 
 def _memmaps(directory: Path, meta: dict[str, Any], mode: str) -> tuple[np.memmap, np.memmap]:
     image_shape, feature_shape = _shapes(meta)
-    images = np.memmap(directory / IMAGES_FILE, dtype=np.uint8, mode=mode, shape=image_shape)
+    images = np.memmap(
+        _bank_file(directory, IMAGES_FILE), dtype=np.uint8, mode=mode, shape=image_shape
+    )
     features = np.memmap(
-        directory / FEATURES_FILE, dtype=np.float16, mode=mode, shape=feature_shape
+        _bank_file(directory, FEATURES_FILE), dtype=np.float16, mode=mode, shape=feature_shape
     )
     return images, features
 
@@ -134,27 +146,88 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     meta_path = directory / META_FILE
     rebuild = f"delete {directory} and run again to rebuild the bank"
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with open(_bank_file(directory, META_FILE), encoding="utf-8") as stream:
+            text = stream.read(MAX_META_BYTES + 1)
+        if len(text) > MAX_META_BYTES:
+            raise BankError(f"teacher bank {meta_path} is larger than {MAX_META_BYTES} bytes")
+        meta = json.loads(text)
     except FileNotFoundError as err:
         raise BankError(f"teacher bank {meta_path} is missing; {rebuild}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BankError(f"teacher bank {meta_path} is corrupt ({err}); {rebuild}") from err
+    except (ValueError, RecursionError) as err:  # JSON and UTF-8 errors, nesting too deep
+        if isinstance(err, BankError):
+            raise
+        raise BankError(f"teacher bank {meta_path} is corrupt ({shown(err)}); {rebuild}") from err
     if not isinstance(meta, dict) or meta.get("format") != BANK_FORMAT:
         raise BankError(f"{meta_path} is not a teacher bank description; {rebuild}")
     if meta.get("version") != FORMAT_VERSION:
         raise BankError(
-            f"teacher bank {meta_path} has format version {meta.get('version')}, this code reads "
-            f"version {FORMAT_VERSION}; {rebuild}"
+            f"teacher bank {meta_path} has format version {shown(meta.get('version'))}, this "
+            f"code reads version {FORMAT_VERSION}; {rebuild}"
         )
     missing = sorted(META_KEYS - set(meta))
     if missing:
         raise BankError(f"teacher bank {meta_path} lacks {missing}: it is corrupt; {rebuild}")
+    wrong = _invalid_meta_keys(meta)
+    if wrong:
+        shown_values = ", ".join(f"{key}={shown(meta[key], 80)}" for key in wrong)
+        raise BankError(
+            f"teacher bank {meta_path} has invalid {shown_values}: it is corrupt; {rebuild}"
+        )
     return meta
+
+
+def _invalid_meta_keys(meta: dict[str, Any]) -> list[str]:
+    """The keys of ``bank.json`` whose values have the wrong type or range."""
+
+    def count(value: Any, low: int, high: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    size, build_batch = meta["size"], meta["build_batch"]
+    valid_size = count(size, 1, MAX_SAMPLES)
+    valid_batch = count(build_batch, 1, MAX_SAMPLES)
+    names, dims, crcs = meta["feature_names"], meta["feature_dims"], meta["chunk_crc32"]
+    checks = {
+        "teacher": isinstance(meta["teacher"], dict),
+        "size": valid_size,
+        "seed": count(meta["seed"], -(2**63), 2**64 - 1),
+        "build_batch": valid_batch,
+        "image_shape": isinstance(meta["image_shape"], list)
+        and len(meta["image_shape"]) == 3
+        and count(meta["image_shape"][0], 1, MAX_IMAGE_CHANNELS)
+        and all(count(side, 1, MAX_IMAGE_SIDE) for side in meta["image_shape"][1:]),
+        "feature_names": isinstance(names, list)
+        and 1 <= len(names) <= MAX_FEATURE_MODULES
+        and all(isinstance(n, str) and len(n) <= MAX_NAME_CHARS for n in names),
+        "feature_dims": isinstance(dims, list)
+        and isinstance(names, list)
+        and len(dims) == len(names)
+        and all(count(d, 1, MAX_FEATURE_DIM) for d in dims),
+        "count": valid_size and count(meta["count"], 0, size),
+        "complete": isinstance(meta["complete"], bool),
+        "chunk_crc32": isinstance(crcs, list)
+        and (not (valid_size and valid_batch) or len(crcs) <= math.ceil(size / build_batch))
+        and all(
+            isinstance(pair, list) and len(pair) == 2 and all(count(c, 0, 2**32 - 1) for c in pair)
+            for pair in crcs
+        ),
+    }
+    return [key for key, valid in checks.items() if not valid]
+
+
+def _bank_file(directory: Path, name: str) -> Path:
+    """``directory / name``, refused when it is a symlink leading out of ``directory``."""
+    file = directory / name
+    if file.is_symlink() and file.resolve().parent != directory.resolve():
+        raise BankError(
+            f"teacher bank file {file} is a symlink to {shown(str(file.resolve()))}, outside "
+            f"the bank; delete {directory} and run again to rebuild the bank"
+        )
+    return file
 
 
 def _check_file_sizes(directory: Path, meta: dict[str, Any]) -> None:
     for name, expected in _expected_bytes(meta).items():
-        file = directory / name
+        file = _bank_file(directory, name)
         actual = file.stat().st_size if file.exists() else None
         if actual != expected:
             found = "is missing" if actual is None else f"has {actual} bytes"

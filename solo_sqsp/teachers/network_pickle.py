@@ -14,7 +14,6 @@ import io
 import os
 import pickle
 import re
-import reprlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,8 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from solo_sqsp.bounded_text import clipped, shown
+from solo_sqsp.pickle_scan import PickleScanError, scan_pickle, scan_torch_file
 from solo_sqsp.teachers import stylegan2
 from solo_sqsp.teachers.errors import TeacherFileError, UnsafePickleError
+from solo_sqsp.teachers.generator_kwargs import check_generator_kwargs
+from solo_sqsp.teachers.tensor_budget import check_stored_tensors, is_dense
 
 PERSISTENCE_VERSION = 6  # torch_utils.persistence._version of NVIDIA's released code
 SNAPSHOT_KEYS = ("training_set_kwargs", "G", "D", "G_ema", "augment_pipe")
@@ -56,6 +59,10 @@ STORAGE_ITEM_BYTES = {  # legacy storage classes a storage blob may name, and th
 NUMERIC_DTYPE_KINDS = "biufc"  # numpy kinds: bool, int, unsigned, float, complex
 MAX_LISTED_NAMES = 8  # names shown per list in an error message
 MAX_PLAIN_DEPTH = 32  # nesting allowed in the plain data of our checkpoints
+MAX_NAME_CHARS = 100  # class names and child names of persistence records
+MAX_RECORDS = 10_000  # module records in one network
+BUILD_GLOBALS = frozenset({("numpy", "dtype")})  # the only objects NVIDIA pickles BUILD
+LEGACY_BLOB_PICKLES = 5  # magic, protocol, sys_info, object, storage keys
 
 _TYPED_STORAGE_WARNING = "TypedStorage is deprecated"
 _EXPECTED_PICKLE = "expected a StyleGAN2-ADA network pickle: a pickled dict with keys " + ", ".join(
@@ -91,9 +98,11 @@ class PersistentRecord:
             path, record = pending.pop()
             if id(record) in seen:
                 raise TeacherFileError(
-                    f"module record {record.class_name!r} appears twice in one network (again "
-                    f"at {path!r}); network pickles store a tree of modules"
+                    f"module record {shown(record.class_name)} appears twice in one network "
+                    f"(again at {shown(path)}); network pickles store a tree of modules"
                 )
+            if len(seen) >= MAX_RECORDS:
+                raise TeacherFileError(f"a network holds more than {MAX_RECORDS} module records")
             seen.add(id(record))
             yield path, record
             prefix = f"{path}." if path else ""
@@ -121,15 +130,19 @@ def load_network_pkl(file_obj: BinaryIO) -> dict[str, Any]:
     ``PersistentRecord`` data (or None); ``training_set_kwargs`` as a dict (or None).
 
     Only the globals NVIDIA's pickles use are resolved, each to a data-only stand-in; any other
-    raises ``UnsafePickleError`` before it could run. Empty, truncated, corrupt or other kinds of
-    files raise ``TeacherFileError``; messages start with the file's name when it has one.
+    raises ``UnsafePickleError`` before it could run. Before unpickling, the stream (and each
+    tensor storage blob in it) is pre-scanned (``pickle_scan.scan_pickle``: nesting, shared
+    sub-trees, BUILD only on numpy dtypes); before building, the tensors' layouts and sizes
+    (``tensor_budget``) and the recorded constructor arguments (``generator_kwargs``) are checked.
+    Empty, truncated, corrupt, crafted or other kinds of files raise ``TeacherFileError``;
+    messages start with the file's name when it has one and show file values bounded.
     """
     try:
         return _load_networks(file_obj)
     except TeacherFileError as err:
         name = getattr(file_obj, "name", None)
         if isinstance(name, str):
-            err.args = (f"{name}: {err}", *err.args[1:])
+            err.args = (f"{clipped(name)}: {err}", *err.args[1:])
         raise
 
 
@@ -179,14 +192,17 @@ def load_teacher_checkpoint(path: str | os.PathLike[str]) -> stylegan2.Generator
     if file.stat().st_size == 0:
         raise TeacherFileError(f"teacher checkpoint {file} is empty; {expected}")
     try:
+        scan_torch_file(file)
         with warnings.catch_warnings():  # foreign pickles of protocol > 2 warn before refusal
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             payload = torch.load(file, map_location="cpu", weights_only=True)
+    except PickleScanError as err:
+        raise TeacherFileError(f"{file} is refused: {err}; {expected}") from err
     except pickle.UnpicklingError as err:
         found = re.search(
             r"WeightsUnpickler error:\s*(.*?)(\.\s|\s*Check the doc|$)", str(err), re.S
         )
-        reason = " ".join((found.group(1) if found else str(err)).split())
+        reason = clipped(" ".join((found.group(1) if found else str(err)).split()))
         raise UnsafePickleError(
             f"{file} holds objects other than tensors and plain data, which "
             f"torch.load(weights_only=True) refuses ({reason}); {expected} (an NVIDIA network "
@@ -194,26 +210,28 @@ def load_teacher_checkpoint(path: str | os.PathLike[str]) -> stylegan2.Generator
         ) from err
     except Exception as err:
         raise TeacherFileError(
-            f"{file} is not a readable torch.save file ({type(err).__name__}: {err}); {expected}"
+            f"{file} is not a readable torch.save file ({shown(err)}); {expected}"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = (
-            f"a dict with format {payload.get('format')!r}"
+            f"a dict with format {shown(payload.get('format'))}"
             if isinstance(payload, dict)
             else f"a {type(payload).__name__}"
         )
         raise TeacherFileError(f"{file} holds {found}, not a teacher checkpoint; {expected}")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise TeacherFileError(
-            f"{file} is a teacher checkpoint of version {payload.get('version')!r}; this code "
+            f"{file} is a teacher checkpoint of version {shown(payload.get('version'))}; this code "
             f"reads version {CHECKPOINT_VERSION}"
         )
     if payload.get("class_name") != "Generator":
         raise TeacherFileError(
-            f"{file} holds a {payload.get('class_name')!r}; only 'Generator' checkpoints exist"
+            f"{file} holds a {shown(payload.get('class_name'))}; only 'Generator' checkpoints exist"
         )
     init_kwargs, state = payload.get("init_kwargs"), payload.get("state_dict")
-    tensors = isinstance(state, dict) and all(isinstance(t, Tensor) for t in state.values())
+    tensors = isinstance(state, dict) and all(
+        isinstance(name, str) and isinstance(t, Tensor) for name, t in state.items()
+    )
     if not isinstance(init_kwargs, dict) or not tensors:
         raise TeacherFileError(
             f"{file} lacks a dict 'init_kwargs' or a 'state_dict' of tensors; {expected}"
@@ -271,12 +289,21 @@ class _StorageBlobHeader(pickle.Unpickler):
         if storage_class not in STORAGE_ITEM_BYTES or not isinstance(key, str):
             raise TeacherFileError("a tensor storage blob has a malformed storage reference")
         if not isinstance(numel, int) or numel < 0:
-            raise TeacherFileError(f"a tensor storage blob declares {numel!r} elements")
+            raise TeacherFileError(f"a tensor storage blob declares {shown(numel)} elements")
         self.declared_bytes[key] = numel * STORAGE_ITEM_BYTES[storage_class]
 
 
 def _load_networks(file_obj: BinaryIO) -> dict[str, Any]:
     snapshot = _unpickle_network_file(file_obj)
+    try:
+        return _networks_of(snapshot)
+    except TeacherFileError:
+        raise
+    except Exception as err:  # any other failure on unpickled data is a problem of the file
+        raise TeacherFileError(f"the network pickle is malformed ({shown(err)})") from err
+
+
+def _networks_of(snapshot: dict[Any, Any]) -> dict[str, Any]:
     records = {key: _snapshot_entry(snapshot, key) for key in ("G", "D", "G_ema", "augment_pipe")}
     if records["G_ema"] is None:
         raise TeacherFileError(f"the pickle's 'G_ema' is None; {_EXPECTED_PICKLE}")
@@ -313,22 +340,26 @@ def _unpickle_network_file(file_obj: BinaryIO) -> dict[Any, Any]:
             f"{pickle.HIGHEST_PROTOCOL}; {_EXPECTED_PICKLE}"
         )
     try:
+        scan_pickle(data, build_globals=BUILD_GLOBALS)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_TYPED_STORAGE_WARNING)
             snapshot = _NetworkUnpickler(io.BytesIO(data)).load()
+    except PickleScanError as err:
+        raise TeacherFileError(
+            f"the network pickle {err}; {_EXPECTED_PICKLE}; download or copy it again"
+        ) from err
     except TeacherFileError:
         raise
     except Exception as err:
         raise TeacherFileError(
-            f"the network pickle is truncated or corrupt ({type(err).__name__}: {err}); "
-            "download or copy it again"
+            f"the network pickle is truncated or corrupt ({shown(err)}); download or copy it again"
         ) from err
     if isinstance(snapshot, int) and snapshot == LEGACY_TORCH_MAGIC:
         raise TeacherFileError(f"the file is a legacy torch.save file; {_EXPECTED_PICKLE}")
     if not isinstance(snapshot, dict):
         raise TeacherFileError(f"the pickle holds a {type(snapshot).__name__}; {_EXPECTED_PICKLE}")
     if "G_ema" not in snapshot:
-        keys = _name_list(map(reprlib.repr, snapshot))
+        keys = _name_list(map(shown, snapshot))
         raise TeacherFileError(
             f"the pickle holds a dict with keys {keys} but no 'G_ema'; {_EXPECTED_PICKLE}"
         )
@@ -339,7 +370,7 @@ def _snapshot_entry(snapshot: dict[Any, Any], key: str) -> PersistentRecord | No
     value = snapshot.get(key)
     if not isinstance(value, PersistentRecord | None):
         raise TeacherFileError(
-            f"the pickle's {key!r} is a {type(value).__name__}; expected a network module "
+            f"the pickle's {shown(key)} is a {type(value).__name__}; expected a network module "
             "(torch_utils.persistence record)"
         )
     return value
@@ -350,20 +381,22 @@ def _persistent_record(meta: Any) -> PersistentRecord:
     ``meta['module_src']`` is never compiled nor executed; it is not even kept."""
     if not isinstance(meta, dict) or meta.get("type") != "class":
         found = meta.get("type") if isinstance(meta, dict) else type(meta).__name__
-        raise TeacherFileError(f"a persistence record is of type {found!r}; expected 'class'")
+        raise TeacherFileError(f"a persistence record is of type {shown(found)}; expected 'class'")
     class_name, state = meta.get("class_name"), meta.get("state")
     if not isinstance(class_name, str) or not isinstance(state, dict):
         raise TeacherFileError("a persistence record lacks a str 'class_name' or a dict 'state'")
+    if len(class_name) > MAX_NAME_CHARS:
+        raise TeacherFileError(f"a persistence record's class name {shown(class_name)} is too long")
     if meta.get("version") != PERSISTENCE_VERSION:
         raise TeacherFileError(
-            f"persistence record {class_name!r} has version {meta.get('version')!r}; this loader "
-            f"reads version {PERSISTENCE_VERSION} (NVIDIA stylegan2-ada-pytorch)"
+            f"persistence record {shown(class_name)} has version {shown(meta.get('version'))}; "
+            f"this loader reads version {PERSISTENCE_VERSION} (NVIDIA stylegan2-ada-pytorch)"
         )
     module_name = meta.get("module_name")
     init_args, init_kwargs = state.get("_init_args", ()), state.get("_init_kwargs", {})
     children = _record_table(state, "_modules", PersistentRecord, class_name)
     if not isinstance(init_args, tuple | list) or not isinstance(init_kwargs, dict):
-        raise TeacherFileError(f"record {class_name!r} has malformed _init_args/_init_kwargs")
+        raise TeacherFileError(f"record {shown(class_name)} has malformed _init_args/_init_kwargs")
     non_persistent = state.get("_non_persistent_buffers_set", set())
     return PersistentRecord(
         class_name=class_name,
@@ -391,14 +424,16 @@ def _record_table(state: dict[Any, Any], key: str, kind: type, class_name: str) 
     table = state.get(key)
     if not isinstance(table, dict):
         raise TeacherFileError(
-            f"record {class_name!r} has no dict {key!r}; network records are torch.nn.Modules"
+            f"record {shown(class_name)} has no dict {key!r}; network records are torch.nn.Modules"
         )
     for name, value in table.items():
         if not isinstance(name, str) or not isinstance(value, kind | None):
             raise TeacherFileError(
-                f"record {class_name!r} has {type(value).__name__} {name!r} in {key}; "
+                f"record {shown(class_name)} has {type(value).__name__} {shown(name)} in {key}; "
                 f"expected {kind.__name__} values"
             )
+        if len(name) > MAX_NAME_CHARS:
+            raise TeacherFileError(f"record {shown(class_name)} has too long a name in {key}")
     return {name: value for name, value in table.items() if value is not None}
 
 
@@ -411,19 +446,22 @@ def _rebuild_tensor(
     backward_hooks: Any = None,
     metadata: Any = None,
 ) -> Tensor:
-    """Stand-in for ``torch._utils._rebuild_tensor_v2``: a view of ``storage``, checked to lie
-    inside it (``Tensor.set_`` would silently grow the storage: a memory bomb)."""
+    """Stand-in for ``torch._utils._rebuild_tensor_v2``: a dense view of ``storage``, checked to
+    lie inside it (``Tensor.set_`` would silently grow the storage: a memory bomb)."""
     if not isinstance(storage, torch.storage.TypedStorage):
         raise TeacherFileError(f"a tensor is built on a {type(storage).__name__}, not a storage")
     if not (_is_index(storage_offset) and _is_shape(size) and _is_shape(stride)):
         raise TeacherFileError("a tensor has a malformed offset, size or stride")
-    if len(size) != len(stride):
-        raise TeacherFileError(f"a tensor has size {tuple(size)} but stride {tuple(stride)}")
+    if len(size) != len(stride) or not is_dense(size, stride):
+        raise TeacherFileError(
+            f"a tensor has size {shown(tuple(size))} but stride {shown(tuple(stride))}; only "
+            "dense, non-overlapping layouts load"
+        )
     if all(size):
         end = storage_offset + 1 + sum((n - 1) * step for n, step in zip(size, stride, strict=True))
         if end > storage.size():
             raise TeacherFileError(
-                f"a tensor of size {tuple(size)} reaches element {end} of a storage of "
+                f"a tensor of size {shown(tuple(size))} reaches element {end} of a storage of "
                 f"{storage.size()} elements; the file is corrupt"
             )
     return torch.empty(0, dtype=storage.dtype).set_(storage, storage_offset, size, stride)
@@ -445,7 +483,7 @@ def _load_storage_blob(blob: Any) -> torch.storage.TypedStorage:
     try:
         storage = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise TeacherFileError(f"a tensor storage blob is unreadable ({err})") from err
+        raise TeacherFileError(f"a tensor storage blob is unreadable ({shown(err)})") from err
     if not isinstance(storage, torch.storage.TypedStorage):
         raise TeacherFileError(f"a tensor storage blob holds a {type(storage).__name__}")
     return storage
@@ -459,11 +497,16 @@ def _check_storage_blob(blob: bytes) -> None:
     stream = io.BytesIO(blob)
     header = _StorageBlobHeader(stream)
     try:
-        magic, protocol, _sys_info, _obj, keys = (header.load() for _ in range(5))
+        for _ in range(LEGACY_BLOB_PICKLES):
+            scan_pickle(stream, build_globals=())  # raises PickleScanError, a ValueError
+        stream.seek(0)
+        magic, protocol, _sys_info, _obj, keys = (header.load() for _ in range(LEGACY_BLOB_PICKLES))
     except TeacherFileError:
         raise
     except Exception as err:
-        raise TeacherFileError(f"a tensor storage blob is truncated or corrupt ({err})") from err
+        raise TeacherFileError(
+            f"a tensor storage blob is truncated or corrupt ({shown(err)})"
+        ) from err
     if magic != LEGACY_TORCH_MAGIC or protocol != LEGACY_TORCH_PROTOCOL:
         raise TeacherFileError("a tensor storage blob is not a legacy torch.save blob")
     if not isinstance(keys, list) or set(keys) != set(header.declared_bytes):
@@ -485,9 +528,9 @@ def _numpy_dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
     try:
         dtype = np.dtype(spec, align=bool(align), copy=True)
     except TypeError as err:
-        raise TeacherFileError(f"unknown numpy dtype {spec!r}") from err
+        raise TeacherFileError(f"unknown numpy dtype {shown(spec)}") from err
     if dtype.kind not in NUMERIC_DTYPE_KINDS:
-        raise TeacherFileError(f"numpy dtype {spec!r} is not numeric")
+        raise TeacherFileError(f"numpy dtype {shown(spec)} is not numeric")
     return dtype
 
 
@@ -528,11 +571,11 @@ def _is_shape(value: Any) -> bool:
 def _generator_from_record(record: PersistentRecord, role: str) -> stylegan2.Generator:
     if record.class_name != "Generator":
         raise TeacherFileError(
-            f"the pickle's {role!r} is a {record.class_name!r} network; expected a StyleGAN2-ADA "
-            "'Generator'"
+            f"the pickle's {role!r} is a {shown(record.class_name)} network; expected a "
+            "StyleGAN2-ADA 'Generator'"
         )
     unknown = [
-        f"{path} ({r.class_name})"
+        f"{clipped(path)} ({clipped(r.class_name)})"
         for path, r in record.walk()
         if r.class_name not in GENERATOR_CLASSES
     ]
@@ -550,14 +593,20 @@ def _generator_from_record(record: PersistentRecord, role: str) -> stylegan2.Gen
 def _build_generator(
     init_args: tuple[Any, ...], init_kwargs: dict[str, Any], state: dict[str, Tensor], source: str
 ) -> stylegan2.Generator:
-    """``stylegan2.Generator(*init_args, **init_kwargs)`` loaded with ``state``. The layout is
-    first checked on a meta-device twin, so that no constructor arguments can allocate more
-    than the tensors present in the file."""
+    """``stylegan2.Generator(*init_args, **init_kwargs)`` loaded with ``state``. It is built on
+    the meta device and its layout checked against ``state`` before any memory is allocated for
+    it (so that no constructor arguments can allocate more than the tensors present in the file);
+    every tensor it has is then allocated uninitialised and loaded from ``state``."""
+    check_stored_tensors(state, source)
+    check_generator_kwargs(init_args, init_kwargs, source)
     with torch.device("meta"):
-        layout = _construct_generator(init_args, init_kwargs, source).state_dict()
-    _check_state_layout(layout, state, source)
-    generator = _construct_generator(init_args, init_kwargs, source)
-    generator.load_state_dict(state, strict=True)
+        generator = _construct_generator(init_args, init_kwargs, source)
+    _check_state_layout(generator.state_dict(), state, source)
+    generator = generator.to_empty(device="cpu")
+    try:
+        generator.load_state_dict(state, strict=True)
+    except Exception as err:  # e.g. a dtype that does not convert
+        raise TeacherFileError(f"{source}: the stored tensors do not load ({shown(err)})") from err
     return generator.eval().requires_grad_(False)
 
 
@@ -567,10 +616,10 @@ def _construct_generator(
     try:
         return stylegan2.Generator(*init_args, **init_kwargs)
     except Exception as err:  # any failure on stored arguments is a problem of the file
-        arguments = f"args {reprlib.repr(init_args)}, kwargs {reprlib.repr(init_kwargs)}"
+        arguments = f"args {shown(init_args)}, kwargs {shown(init_kwargs)}"
         raise TeacherFileError(
             f"{source}: stylegan2.Generator rejects the stored constructor arguments "
-            f"({arguments}): {type(err).__name__}: {err}"
+            f"({arguments}): {shown(err)}"
         ) from err
 
 
@@ -580,9 +629,9 @@ def _check_state_layout(
     """Raise naming the missing, unexpected and misshapen tensors of ``state`` against the
     state_dict ``layout`` of the generator its constructor arguments describe."""
     missing = [name for name in layout if name not in state]
-    unexpected = [name for name in state if name not in layout]
+    unexpected = [clipped(name) for name in state if name not in layout]
     misshapen = [
-        f"{name} {tuple(state[name].shape)} (expected {tuple(layout[name].shape)})"
+        f"{clipped(name)} {shown(tuple(state[name].shape))} (expected {tuple(layout[name].shape)})"
         for name in layout
         if name in state and state[name].shape != layout[name].shape
     ]
