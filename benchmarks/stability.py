@@ -65,9 +65,7 @@ def probe_row(config: str, overrides: list[str], seed: int, args: argparse.Names
     step at which the loss became non-finite (None: stable)."""
     (row,) = [row for row in ROWS if row.config == config]
     row = replace(row, overrides=(*row.overrides, *overrides))
-    budget = replace(
-        FULL, epochs=args.epochs or FULL.epochs, warmup_fraction=args.warmup_fraction
-    )
+    budget = replace(FULL, epochs=args.epochs or FULL.epochs, warmup_fraction=args.warmup_fraction)
     with tempfile.TemporaryDirectory() as folder:
         cfg = compose_row(row, budget, seed, Path(folder))
         cfg.checkpoint.enabled = False
@@ -80,7 +78,12 @@ def probe_row(config: str, overrides: list[str], seed: int, args: argparse.Names
             diverged_at = len(recorder.steps) + 1  # the guard stops before logging that step
     peak = max((step["grad_norm"] for step in recorder.steps), default=math.nan)
     print(f"{config} {' '.join(overrides)} seed {seed}: diverged at step {diverged_at}")
-    return {"seed": seed, "diverged_at": diverged_at, "max_grad_norm": peak, "steps": recorder.steps}
+    return {
+        "seed": seed,
+        "diverged_at": diverged_at,
+        "max_grad_norm": peak,
+        "steps": recorder.steps,
+    }
 
 
 def main() -> None:
