@@ -19,7 +19,6 @@ from solo_sqsp.teachers import GeneratorTeacher
 
 DIGITS = REPO_ROOT / "scripts" / "pretrain" / "digits"
 SMALL = [
-    "method_kwargs.proj_hidden_dim=16",
     "method_kwargs.proj_output_dim=16",
     "knn_eval.enabled=False",
 ]

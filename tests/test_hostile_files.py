@@ -1,6 +1,7 @@
 """Hostile teacher and checkpoint files (issue 15): each crafted file is refused with the project's
-own error within 2 s and 64 MiB of extra memory, the interpreter survives, and a valid network
-pickle loaded afterwards in the same process still loads (nothing was poisoned).
+own error, within 64 MiB of extra memory and without hanging (each record keeps its time: well
+under a second on an idle core), the interpreter survives, and a valid network pickle loaded
+afterwards in the same process still loads (nothing was poisoned).
 
 All cases run in one child process (this file run as a script), one after another, so that a
 crash (a segfault in hashing a million nested tuples) is seen as such and named; each test below
@@ -25,7 +26,9 @@ from typing import Any
 
 import pytest
 
-MAX_SECONDS = 2.0
+# A hang bound, not a speed target (no timing thresholds in unit tests: a loaded machine is
+# several times slower); the cases take well under a second each on an idle core.
+MAX_SECONDS = 20.0
 MAX_EXTRA_MIB = 64
 MAX_MESSAGE_CHARS = 2000
 CHILD_TIMEOUT_S = 600

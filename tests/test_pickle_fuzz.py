@@ -29,7 +29,7 @@ TRUNCATIONS = 50
 OPCODE_STREAMS = 100
 CALL_TREES = 100
 CHILD_TIMEOUT_S = 300
-SLOW_CASE_S = 2.0
+SLOW_CASE_S = 20.0  # a hang bound, not a speed target (no timing thresholds in unit tests)
 MAX_EXTRA_MIB = 64
 
 # Strings the random streams push: names of dangerous and of allowed globals, and arguments
