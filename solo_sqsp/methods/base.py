@@ -32,7 +32,7 @@ from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.methods import builtin_base
 from solo_sqsp.methods.domains import with_domain
 from solo_sqsp.methods.heads import head_choice, install_heads
-from solo_sqsp.methods.knn_bank import KNN_BANK_LOADER, update_knn_bank
+from solo_sqsp.methods.knn_bank import take_bank_batch
 
 __all__ = [
     "ACTIVE_BASE",
@@ -124,9 +124,7 @@ class _SoloLearnAdjustments:
     ) -> Any:
         """A batch of the clean training split (``KNN_BANK_LOADER``) to the k-NN's bank, any
         other to solo-learn's validation step."""
-        if dataloader_idx == KNN_BANK_LOADER:
-            if self.knn_eval and not self.trainer.sanity_checking:
-                update_knn_bank(self, batch)
+        if take_bank_batch(self, batch, dataloader_idx):
             return None
         return super().validation_step(
             batch, batch_idx, dataloader_idx, update_validation_step_outputs

@@ -29,7 +29,7 @@ from solo_sqsp.config import require, set_default
 from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.lars import LARS
 from solo_sqsp.lr_schedule import SCHEDULERS, build_lr_scheduler
-from solo_sqsp.methods.knn_bank import KNN_BANK_LOADER, update_knn_bank
+from solo_sqsp.methods.knn_bank import take_bank_batch
 
 PARSE_HINT = "solo_sqsp.config.parse_cfg sets it from data.dataset and augmentations"
 
@@ -286,9 +286,7 @@ class BaseMethod(pl.LightningModule):
         """Classifier loss/accuracies of a ``(X, targets)`` batch of the validation split, its
         features to the k-NN's queries; a batch of the clean training split (``dataloader_idx ==
         KNN_BANK_LOADER``) goes to the k-NN's bank alone."""
-        if dataloader_idx == KNN_BANK_LOADER:
-            if self.knn_eval and not self.trainer.sanity_checking:
-                update_knn_bank(self, batch)
+        if take_bank_batch(self, batch, dataloader_idx):
             return None
         X, targets = batch
         out = self.base_validation_step(X, targets)

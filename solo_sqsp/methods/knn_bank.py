@@ -43,3 +43,14 @@ def update_knn_bank(method: Any, batch: Sequence[Tensor]) -> None:
     feats = method.backbone(X)
     labelled = targets != -1
     method.knn.update(train_features=feats[labelled].detach(), train_targets=targets[labelled])
+
+
+def take_bank_batch(method: Any, batch: Sequence[Tensor], dataloader_idx: int | None) -> bool:
+    """Whether ``batch`` comes from the bank's loader (``KNN_BANK_LOADER``); if so its features
+    went to the bank (with the k-NN on and outside Lightning's sanity check) and the validation
+    step has nothing else to do with it."""
+    if dataloader_idx != KNN_BANK_LOADER:
+        return False
+    if method.knn_eval and not method.trainer.sanity_checking:
+        update_knn_bank(method, batch)
+    return True
