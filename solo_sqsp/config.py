@@ -61,6 +61,25 @@ def require(cfg: DictConfig, key: str, hint: str = "") -> Any:
     return value
 
 
+def require_number(
+    cfg: DictConfig, key: str, low: float, *, above: bool = False, integer: bool = False
+) -> float:
+    """The number at dotted ``key``, at least ``low`` (above it when ``above``); else a
+    ConfigError naming the key and the value as typed (checked before any run folder exists)."""
+    value = require(cfg, key)
+    kind = "an integer" if integer else "a number"
+    bound = f"{'>' if above else '>='} {low:g}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not isinstance(value, int))
+    ):
+        raise ConfigError(f"{key}={value!r} is not {kind}; expected {kind} {bound}")
+    if not (value > low if above else value >= low):  # NaN fails both
+        raise ConfigError(f"{key}={value!r} is out of range; expected {kind} {bound}")
+    return value
+
+
 def uses_cpu(accelerator: str | None) -> bool:
     """True when Lightning will run on CPU: ``cpu``, or ``auto``/unset without CUDA."""
     return accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
@@ -189,10 +208,10 @@ def _add_optimizer_defaults(cfg: DictConfig, num_devices: int) -> None:
             f"optimizer.name={name!r} is not supported; choose one of "
             f"{', '.join(OPTIMIZER_KWARGS_DEFAULTS)}"
         )
-    batch_size = require(cfg, "optimizer.batch_size", "the per-device batch size")
-    require(cfg, "optimizer.lr", "the base learning rate (scaled by total batch / 256)")
-    require(cfg, "optimizer.classifier_lr", "the online linear classifier's learning rate")
-    require(cfg, "optimizer.weight_decay")
+    batch_size = require_number(cfg, "optimizer.batch_size", 1, integer=True)
+    require_number(cfg, "optimizer.lr", 0, above=True)
+    require_number(cfg, "optimizer.classifier_lr", 0, above=True)
+    require_number(cfg, "optimizer.weight_decay", 0)
     scale = batch_size * num_devices * cfg.num_nodes / 256
     cfg.optimizer.lr = cfg.optimizer.lr * scale
     cfg.optimizer.classifier_lr = cfg.optimizer.classifier_lr * scale
@@ -210,7 +229,7 @@ def parse_cfg(cfg: DictConfig) -> DictConfig:
     """
     OmegaConf.set_struct(cfg, False)
     require(cfg, "method", "the registered method name, e.g. sqsp")
-    require(cfg, "max_epochs")
+    require_number(cfg, "max_epochs", 1, integer=True)
     _add_run_defaults(cfg)
     _add_data_defaults(cfg)
     _add_optimizer_defaults(cfg, normalize_devices(cfg))

@@ -96,7 +96,11 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
                 val_loaders, clean_train_loader, cfg.optimizer.batch_size
             )
 
-    settings = lightning_settings(cfg)
+    settings = lightning_settings(
+        cfg,
+        defaults={"num_sanity_val_steps": 0, "deterministic": False},
+        computed=("limit_train_batches", "limit_val_batches"),
+    )
     world_size = (
         settings["devices"] if isinstance(settings["devices"], int) else len(settings["devices"])
     ) * cfg.num_nodes
@@ -125,8 +129,6 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
         plugins=[AtomicCheckpointIO()],
         logger=ResumableCSVLogger(run_dir, resumed_step=resumed_step),
         enable_checkpointing=bool(cfg.checkpoint.enabled),
-        num_sanity_val_steps=0,
-        deterministic=False,
     )
     start = time.time()
     trainer.fit(model, train_loader, val_loaders, ckpt_path=cfg.resume_from_checkpoint)

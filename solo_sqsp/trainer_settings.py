@@ -1,23 +1,56 @@
-"""Lightning ``Trainer`` settings from a solo-learn style config, shared by every entry point."""
+"""Lightning ``Trainer`` settings from a solo-learn style config, shared by every entry point.
+
+As in solo-learn's ``main_pretrain.py``, every top-level config key that is a ``Trainer``
+argument (``gradient_clip_val``, ``max_steps``, ``log_every_n_steps``, ...) is passed on.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from omegaconf import DictConfig
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
 
-from solo_sqsp.config import omegaconf_select, uses_cpu
+from solo_sqsp.config import ConfigError, omegaconf_select, uses_cpu
 
 logger = logging.getLogger("solo_sqsp")
 
 
-def lightning_settings(cfg: DictConfig) -> dict[str, Any]:
-    """Trainer keyword arguments from the config, adapted to CPU where CUDA-only features fail.
+RUN_OWNED = {
+    "callbacks": "checkpoint.* and the progress bar are built by the run",
+    "logger": "the run logs to a CSV file in its folder",
+    "plugins": "the run writes checkpoints atomically",
+    "enable_checkpointing": "use checkpoint.enabled",
+    "default_root_dir": "use checkpoint.dir",
+}
 
-    On CPU: SyncBatchNorm (CUDA only) is off, fp16 mixed precision becomes fp32, and a single
-    process needs no DDP strategy.
+
+def trainer_arguments() -> set[str]:
+    """The keyword arguments of Lightning's ``Trainer``."""
+    return set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+
+
+def lightning_settings(
+    cfg: DictConfig, defaults: Mapping[str, Any] | None = None, computed: Collection[str] = ()
+) -> dict[str, Any]:
+    """Trainer keyword arguments: the entry point's ``defaults``, overridden by every top-level
+    config key that is a Trainer argument, then the device keys adapted to CPU (SyncBatchNorm off,
+    fp16 mixed precision as fp32, no DDP strategy for one process). ``computed`` names arguments
+    the caller derives from the config itself (left out here). Keys the run owns are refused.
     """
+    owned = sorted(key for key in RUN_OWNED if key in cfg)
+    if owned:
+        raise ConfigError(
+            "; ".join(f"{key} cannot be set in the config: {RUN_OWNED[key]}" for key in owned)
+        )
+    passed = {
+        key: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+        for key, value in cfg.items()
+        if key in trainer_arguments() and key not in computed
+    }
     on_cpu = uses_cpu(omegaconf_select(cfg, "accelerator"))
     devices = cfg.devices
     num_devices = devices if isinstance(devices, int) else len(devices)
@@ -32,6 +65,8 @@ def lightning_settings(cfg: DictConfig) -> dict[str, Any]:
             precision = "32-true"
         sync_batchnorm = False
     return {
+        **(defaults or {}),
+        **passed,
         "accelerator": "cpu" if on_cpu else omegaconf_select(cfg, "accelerator", "auto"),
         "devices": devices if isinstance(devices, int) else list(devices),
         "num_nodes": cfg.num_nodes,

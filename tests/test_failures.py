@@ -102,6 +102,23 @@ def test_bad_teacher_file(files, tmp_path, teacher, match) -> None:
     expect_early_failure(files, tmp_path, [f"method_kwargs.teacher.path={path}"], ValueError, match)
 
 
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("optimizer.lr=-0.1", r"optimizer.lr=-0.1 is out of range; expected a number > 0"),
+        ("optimizer.lr=fast", r"optimizer.lr='fast' is not a number"),
+        ("optimizer.weight_decay=-1e-4", r"optimizer.weight_decay=-0.0001 is out of range"),
+        ("optimizer.batch_size=0", r"optimizer.batch_size=0 is out of range; expected an integer"),
+        ("optimizer.batch_size=8.5", r"optimizer.batch_size=8.5 is not an integer"),
+        ("max_epochs=0", r"max_epochs=0 is out of range; expected an integer >= 1"),
+        ("method_kwargs.syn_ratio=1.5", r"syn_ratio.*1.5"),
+        ("method_kwargs.syn_ratio=-0.5", r"syn_ratio.*-0.5"),
+    ],
+)
+def test_bad_numbers_are_named_before_a_run_folder_exists(files, tmp_path, override, match):
+    expect_early_failure(files, tmp_path, [override], ValueError, match)
+
+
 class _Touch:
     """Pickles as ``os.system('touch <marker>')``: runs only if the loader resolves os.system."""
 

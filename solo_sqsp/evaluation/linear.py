@@ -98,11 +98,10 @@ def run_linear(cfg: DictConfig) -> dict[str, Any]:
             )
         )
     trainer = pl.Trainer(
-        **lightning_settings(cfg),
+        **lightning_settings(cfg, defaults={"num_sanity_val_steps": 0}),
         callbacks=callbacks,
         logger=ResumableCSVLogger(run_dir, resumed_step=resumed_step),
         enable_checkpointing=bool(cfg.checkpoint.enabled),
-        num_sanity_val_steps=0,
     )
     start = time.time()
     trainer.fit(model, train_loader, val_loader, ckpt_path=cfg.resume_from_checkpoint)
