@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import time
@@ -71,9 +72,10 @@ class Row:
 
     @property
     def name(self) -> str:
-        """The config name, plus its overrides' values where it has any (a folder name)."""
+        """The config name, plus its overrides' values where it has any (a folder name: other
+        characters than letters, digits and ``.+-`` become ``_``, e.g. a deletion ``~key``)."""
         values = [override.split("=", 1)[-1] for override in self.overrides]
-        return "-".join([self.config, *values])
+        return re.sub(r"[^\w.+-]", "_", "-".join([self.config, *values]))
 
 
 @dataclass(frozen=True)

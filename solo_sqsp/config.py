@@ -11,12 +11,15 @@ a list (Lightning's CPU accelerator accepts only a count, solo-learn computes
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from solo_sqsp.lars import LARS
 
 NUM_CLASSES_PER_DATASET = {
     "cifar10": 10,
@@ -28,6 +31,12 @@ NUM_CLASSES_PER_DATASET = {
 }
 EMBEDDED_DATASETS = ("digits",)
 SUPPORTED_DATASETS = (*NUM_CLASSES_PER_DATASET, "custom")
+OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "lars": LARS,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
 OPTIMIZER_KWARGS_DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"momentum": 0.9},
     "lars": {"momentum": 0.9, "eta": 1e-3, "clip_lr": False, "exclude_bias_n_norm": False},
@@ -218,6 +227,22 @@ def _add_optimizer_defaults(cfg: DictConfig, num_devices: int) -> None:
     set_default(cfg, "optimizer.kwargs", {})
     for key, value in OPTIMIZER_KWARGS_DEFAULTS[name].items():
         set_default(cfg, f"optimizer.kwargs.{key}", value)
+    check_optimizer_kwargs(name, cfg.optimizer.kwargs)
+
+
+def check_optimizer_kwargs(name: str, kwargs: Any) -> None:
+    """ConfigError naming every key of ``optimizer.kwargs`` that optimizer ``name`` does not take
+    (``lr`` and ``weight_decay`` have their own keys), with the ones it takes."""
+    parameters = inspect.signature(OPTIMIZER_CLASSES[name]).parameters
+    accepted = sorted(set(parameters) - {"params", "lr", "weight_decay"})
+    unknown = sorted(str(key) for key in kwargs if key not in accepted)
+    if unknown:
+        raise ConfigError(
+            f"optimizer.kwargs.{', optimizer.kwargs.'.join(unknown)} not taken by "
+            f"optimizer.name={name!r} ({OPTIMIZER_CLASSES[name].__name__}); it takes "
+            f"{', '.join(accepted)}. Remove the key (on the command line: "
+            f"'~optimizer.kwargs.{unknown[0]}')"
+        )
 
 
 def parse_cfg(cfg: DictConfig) -> DictConfig:

@@ -131,6 +131,12 @@ def test_custom_dataset_counts_class_folders(tmp_path: Path):
         ({"optimizer.name": "rmsprop"}, "optimizer.name='rmsprop' is not supported"),
         ({"method": "???"}, "'method' is required"),
         ({"data.dataset": "stl10", "data.train_path": ".", "data.format": "dali"}, "dali"),
+        (
+            {"optimizer.name": "adamw", "optimizer.kwargs": {"momentum": 0.9}},
+            r"optimizer.kwargs.momentum not taken by optimizer.name='adamw' \(AdamW\); it takes "
+            r"amsgrad, betas, .*'~optimizer.kwargs.momentum'",
+        ),
+        ({"optimizer.kwargs": {"lr": 0.1}}, "optimizer.kwargs.lr not taken by"),
     ],
 )
 def test_bad_configs_are_named(overrides: dict, message: str):

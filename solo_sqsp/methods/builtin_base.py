@@ -25,9 +25,8 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from solo_sqsp.backbones import BACKBONES, build_backbone, uses_cifar_stem
-from solo_sqsp.config import require, set_default
+from solo_sqsp.config import OPTIMIZER_CLASSES, require, set_default
 from solo_sqsp.knn import WeightedKNNClassifier
-from solo_sqsp.lars import LARS
 from solo_sqsp.lr_schedule import SCHEDULERS, build_lr_scheduler
 from solo_sqsp.methods.knn_bank import take_bank_batch
 
@@ -68,12 +67,7 @@ class BaseMethod(pl.LightningModule):
     outputs (lists) plus the online classifier's ``loss``.
     """
 
-    OPTIMIZERS: ClassVar[dict[str, type[torch.optim.Optimizer]]] = {
-        "sgd": torch.optim.SGD,
-        "lars": LARS,
-        "adam": torch.optim.Adam,
-        "adamw": torch.optim.AdamW,
-    }
+    OPTIMIZERS: ClassVar[dict[str, type[torch.optim.Optimizer]]] = OPTIMIZER_CLASSES
 
     def __init__(self, cfg: omegaconf.DictConfig) -> None:
         super().__init__()
