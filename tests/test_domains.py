@@ -194,3 +194,19 @@ def test_sqsp_and_domains_compose_the_same_synthetic_feed() -> None:
     assert issubclass(SqueezeAndSpan, SyntheticFeed)
     assert issubclass(get_method("vicreg"), SyntheticFeed)
     assert issubclass(get_method("simsiam"), DomainMixin)
+
+
+@pytest.mark.parametrize("config", ["sqsp_digits", "vicreg_mix_digits"])
+def test_a_loader_of_the_whole_batch_trains_the_same_split(teacher, config) -> None:
+    """solo-learn's own main_pretrain.py loads B real images a step; the method takes its real
+    share B - round(a B) of them, so the step equals ours on that share (same synthetic batch)."""
+    model = build(config, teacher, ["optimizer.batch_size=8", "method_kwargs.syn_ratio=0.25"])
+    model.log_dict = lambda *args, **kwargs: None  # no Trainer to log to
+    assert model.real_batch_size == 6
+    whole = real_batch(8)
+    share = [whole[0][:6], [view[:6] for view in whole[1]], whole[2][:6]]
+    losses = []
+    for batch in (whole, share):
+        model.on_fit_start()  # the same synthetic stream for each
+        losses.append(model.training_step(batch, 0))
+    assert torch.equal(losses[0], losses[1])

@@ -10,8 +10,9 @@ state). Before the method sees a training batch ``[indexes, [X_1, ..., X_n], tar
   teacher samples (the "Syn" rows); the student never learns from a real image: the real views
   feed the online classifier alone, through an eval-mode, gradient-free backbone
   (``solo_sqsp.methods.monitor``), so they touch neither BN statistics nor gradients;
-- ``mix``: the real loader yields ``B - round(a B)`` images, ``a = method_kwargs.syn_ratio``, and
-  each view gets ``round(a B)`` synthetic views appended (the "Real & Syn" rows).
+- ``mix``: the real loader yields ``B - round(a B)`` images, ``a = method_kwargs.syn_ratio`` (a
+  loader of ``B``, as solo-learn's own, is cut to that share), and each view gets ``round(a B)``
+  synthetic views appended (the "Real & Syn" rows).
 
 Synthetic samples carry target -1 and index -1: the online classifier ignores them (a batch
 without any label gives it a zero loss). ``B`` is ``optimizer.batch_size`` and an epoch stays
@@ -118,7 +119,9 @@ class DomainMixin(SyntheticFeed):
         outputs come from the real views: ``base_training_step``)."""
         if self.domain == "real":
             return super().training_step(batch, batch_idx)
-        if self.domain == "syn":
+        if self.domain == "mix":
+            batch = self.real_share(batch)
+        else:
             _, views, targets = batch
             self._monitor = ([views] if isinstance(views, Tensor) else list(views), targets)
         try:

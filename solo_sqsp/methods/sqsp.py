@@ -116,7 +116,7 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         """``a L_syn + (1 - a) L_real`` plus the online classifier's loss (Eq. 9)."""
-        out = super().training_step(batch, batch_idx)
+        out = super().training_step(self.real_share(batch), batch_idx)
         syn_terms = self.squeeze_step()
         real_terms = None
         if self.syn_ratio < 1.0:

@@ -23,9 +23,11 @@ the Syn and Real&Syn rows of Table 2). It owns:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import omegaconf
+from torch import Tensor
 
 from solo_sqsp.augment import BatchAugment
 from solo_sqsp.config import omegaconf_select
@@ -94,6 +96,7 @@ class SyntheticFeed:
 
     synthetic: SyntheticStream | None = None
     synthetic_batch_size: int = 0
+    real_batch_size: int
     _pending_synthetic_state: dict[str, Any] | None = None
 
     def init_synthetic_feed(
@@ -176,6 +179,18 @@ class SyntheticFeed:
         """Keep the stored position until the source exists (``on_fit_start``)."""
         super().on_load_checkpoint(checkpoint)
         self._pending_synthetic_state = checkpoint.get(SYNTHETIC_STATE_KEY)
+
+    def real_share(self, batch: Sequence[Any]) -> Sequence[Any]:
+        """The first ``real_batch_size`` samples of a training batch ``[indexes, views, targets]``
+        (all of a smaller one): the method's real share of the total batch ``B`` whatever its
+        loader yields, so solo-learn's own ``main_pretrain.py``, whose loader gives ``B`` real
+        images, trains the same split as ours, which gives ``B - round(a B)``."""
+        indexes, views, targets = batch
+        keep = self.real_batch_size
+        if len(targets) <= keep:
+            return batch
+        views = [views] if isinstance(views, Tensor) else list(views)
+        return [indexes[:keep], [view[:keep] for view in views], targets[:keep]]
 
     def next_synthetic_batch(self) -> SyntheticBatch:
         """The next batch of the stream (``synthetic_batch_size`` samples)."""
