@@ -10,9 +10,9 @@ CORE = [
     "lightning>=2.1",
     "hydra-core>=1.3",
     "omegaconf>=2.3",
-    "einops>=0.6",
     "torchmetrics>=1.0",
     "numpy>=1.23",
+    "pillow>=9.0",
     "scikit-learn>=1.2",
     "tqdm>=4.60",
     "matplotlib>=3.6",
@@ -22,7 +22,10 @@ EXTRAS = {
     "dev": ["pytest>=7.4", "pytest-xdist>=3.3", "ruff>=0.6"],
     # solo-learn's current API is not on the package index (see README): users who have its
     # checkout put it on PYTHONPATH; these are the extra packages its methods import.
-    "solo": ["timm>=0.9", "scipy>=1.10", "wandb"],
+    "solo": ["timm>=0.9", "scipy>=1.10"],
+    "wandb": ["wandb>=0.15"],
+    "tensorboard": ["tensorboard>=2.12"],
+    "umap": ["umap-learn>=0.5"],
 }
 
 setup(

@@ -259,3 +259,11 @@ def parse_cfg(cfg: DictConfig) -> DictConfig:
     _add_data_defaults(cfg)
     _add_optimizer_defaults(cfg, normalize_devices(cfg))
     return cfg
+
+
+def set_method_defaults(cfg: DictConfig, defaults: dict[str, Any]) -> None:
+    """``method_kwargs.<key> = value`` for every (dotted) key of ``defaults`` unset in ``cfg``."""
+    for key, value in defaults.items():
+        OmegaConf.update(
+            cfg, f"method_kwargs.{key}", omegaconf_select(cfg, f"method_kwargs.{key}", value)
+        )

@@ -34,7 +34,7 @@ from solo_sqsp.data import (
     make_pretrain_dataloader,
     validate_data_cfg,
 )
-from solo_sqsp.lr_schedule import check_schedule
+from solo_sqsp.lr_schedule import fit_warmup
 from solo_sqsp.methods import ACTIVE_BASE, get_method
 from solo_sqsp.methods.knn_bank import knn_validation_loaders
 from solo_sqsp.metrics_log import ResumableCSVLogger
@@ -69,12 +69,9 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     resumed_step = resume_step(omegaconf_select(cfg, "resume_from_checkpoint"))
     validate_data_cfg(cfg, "pretrain")
+    fit_warmup(cfg)
     model = get_method(cfg.method)(cfg)
     check_method(model, cfg)
-    # Scheduler defaults are the method's (filled in above); Lightning would fail only in fit.
-    check_schedule(
-        cfg.scheduler.name, omegaconf_select(cfg, "scheduler.warmup_epochs", 0), cfg.max_epochs
-    )
     if not omegaconf_select(cfg, "performance.disable_channel_last", False):
         model = model.to(memory_format=torch.channels_last)  # as solo-learn's main_pretrain
     logger.info(

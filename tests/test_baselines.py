@@ -90,6 +90,7 @@ def test_the_active_base_provides_vicreg_and_simsiam() -> None:
             assert issubclass(method, builtin)
 
 
+@pytest.mark.solo
 def test_solo_learn_methods_are_used_with_our_domains() -> None:
     """With solo-learn's source on PYTHONPATH, its own VICReg/SimSiam (and any other method)
     come with the domain option."""
@@ -206,8 +207,14 @@ def test_simsiam_loss_is_the_symmetrised_negative_cosine() -> None:
     assert z1.grad is None and z2.grad is None  # stop-gradient on the targets
     assert negative_cosine_loss(z1, z1).item() == pytest.approx(-1.0)
 
+
+@pytest.mark.solo
+def test_simsiam_loss_is_solo_learns() -> None:
     solo_loss = pytest.importorskip("solo.losses.simsiam").simsiam_loss_func
-    assert torch.allclose(loss, solo_loss(p1, z2) / 2 + solo_loss(p2, z1) / 2)
+    rng = torch.Generator().manual_seed(0)
+    p1, p2, z1, z2 = (torch.randn(6, 5, generator=rng) for _ in range(4))
+    expected = solo_loss(p1, z2) / 2 + solo_loss(p2, z1) / 2
+    assert torch.allclose(simsiam_loss(p1, p2, z1, z2), expected)
 
 
 def test_output_std_flags_a_collapse() -> None:

@@ -144,6 +144,7 @@ def test_bad_configs_are_named(overrides: dict, message: str):
         parse_cfg(pretrain_cfg(**overrides))
 
 
+@pytest.mark.solo
 def test_agrees_with_solo_learn_parse_cfg():
     solo_pretrain = pytest.importorskip("solo.args.pretrain")
     overrides = {

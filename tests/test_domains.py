@@ -197,6 +197,7 @@ def test_sqsp_and_domains_compose_the_same_synthetic_feed() -> None:
 
 
 @pytest.mark.parametrize("config", ["sqsp_digits", "vicreg_mix_digits"])
+@pytest.mark.both_bases
 def test_a_loader_of_the_whole_batch_trains_the_same_split(teacher, config) -> None:
     """solo-learn's own main_pretrain.py loads B real images a step; the method takes its real
     share B - round(a B) of them, so the step equals ours on that share (same synthetic batch)."""

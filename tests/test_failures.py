@@ -7,6 +7,7 @@ through ``main_pretrain.py``) on small stand-in data and a small StyleGAN2 teach
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import traceback
@@ -181,15 +182,25 @@ def test_teacher_with_non_finite_features(files, tmp_path) -> None:
         (["method=nope"], "method 'nope' is not registered"),
         (["backbone.name=resnet7"], r"backbone.name='resnet7': choose one of"),
         (["+resume_from_checkpoint={tmp}/gone.ckpt"], "resume_from_checkpoint=.*gone.ckpt"),
-        (
-            ["scheduler.name=warmup_cosine", "++scheduler.warmup_epochs=1", "max_epochs=1"],
-            r"warmup_epochs=1 leaves no decay in max_epochs=1",
-        ),
     ],
 )
 def test_bad_settings(files, tmp_path, overrides, match) -> None:
     overrides = [o.format(tmp=tmp_path) for o in overrides]
     expect_early_failure(files, tmp_path, overrides, (ValueError, KeyError), match)
+
+
+def test_a_warmup_as_long_as_the_run_is_shortened_with_a_warning(files, tmp_path) -> None:
+    """The quick try ``max_epochs=1`` of a config that warms up for one epoch trains."""
+    overrides = ["scheduler.name=warmup_cosine", "++scheduler.warmup_epochs=1", "max_epochs=1"]
+    cfg = tiny_config(files, tmp_path / "runs", overrides)
+    message = (
+        "scheduler.warmup_epochs=1 is not shorter than max_epochs=1: warming up for 0.1 epochs"
+    )
+    with pytest.warns(UserWarning, match=message):
+        metrics = run_pretrain(cfg)
+    assert metrics["epochs"] == 1
+    args = json.loads((Path(metrics["run_dir"]) / "args.json").read_text())
+    assert args["scheduler"]["warmup_epochs"] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(

@@ -154,6 +154,7 @@ def test_load_frozen_backbone_from_run_folder(pretrain_run):
         assert torch.equal(value, saved[f"backbone.{key}"]), key
 
 
+@pytest.mark.both_bases
 def test_main_linear_end_to_end(pretrain_run, cifar_root, tmp_path):
     run_script(
         "main_linear.py",
@@ -189,6 +190,7 @@ def test_main_linear_end_to_end(pretrain_run, cifar_root, tmp_path):
     assert args["optimizer"]["lr"] == pytest.approx(30.0 * BATCH / 256)  # reference lr scaling
 
 
+@pytest.mark.both_bases
 def test_main_knn_end_to_end(pretrain_run, cifar_root, tmp_path):
     run_script(
         "main_knn.py",
@@ -292,6 +294,7 @@ def test_linear_model_trains_classifier_only_with_reference_schedule(model_class
     assert 0.0 <= float(trainer.callback_metrics["val_acc1"]) <= 100.0
 
 
+@pytest.mark.both_bases
 def test_build_linear_model_follows_the_active_base():
     backbone, _ = build_backbone("resnet18", cifar_stem=True)
     cfg = OmegaConf.create(

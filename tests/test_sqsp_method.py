@@ -265,6 +265,7 @@ def test_two_rank_ddp_on_cpu(tmp_path, teacher_file) -> None:
     assert 0.0 <= metrics["val_knn_acc1"] <= 100.0
 
 
+@pytest.mark.solo
 def test_registered_in_solo_learn_methods() -> None:
     """With solo-learn's source on PYTHONPATH, ``import solo_sqsp`` puts ``sqsp`` in its registry
     and the method subclasses solo-learn's own BaseMethod."""

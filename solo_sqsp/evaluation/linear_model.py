@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from solo_sqsp.compat import ACTIVE_BASE, solo_module
 from solo_sqsp.config import ConfigError, require, set_default
 from solo_sqsp.lr_schedule import SCHEDULERS
-from solo_sqsp.methods import base
 from solo_sqsp.methods.builtin_base import BaseMethod, accuracy_at_k
 
 LinearImplementation = Literal["solo-learn", "builtin"]
@@ -175,9 +175,8 @@ class LinearModel(pl.LightningModule):
 
 
 def linear_implementation() -> LinearImplementation:
-    """``"solo-learn"`` when solo-learn is the active base (``SOLO_SQSP_BASE``), else
-    ``"builtin"``."""
-    return "solo-learn" if base.ACTIVE_BASE == "solo-learn" else "builtin"
+    """The active base's linear model (``solo_sqsp.compat``)."""
+    return ACTIVE_BASE
 
 
 def build_linear_model(
@@ -187,9 +186,7 @@ def build_linear_model(
     the classifier initialised as in the reference code."""
     implementation = linear_implementation()
     if implementation == "solo-learn":
-        from solo.methods.linear import LinearModel as SoloLinearModel
-
-        model = SoloLinearModel(backbone, cfg=cfg)
+        model = solo_module("solo.methods.linear").LinearModel(backbone, cfg=cfg)
     else:
         model = LinearModel(backbone, cfg)
     reference_classifier_init(model.classifier)

@@ -1,10 +1,7 @@
 """The base every method subclasses: solo-learn's ``BaseMethod`` when importable, else ours.
 
-``ACTIVE_BASE`` is ``"solo-learn"`` or ``"builtin"``. The environment variable
-``SOLO_SQSP_BASE`` picks one explicitly (``auto`` by default): ``builtin`` never imports
-solo-learn, ``solo-learn`` fails loudly when it cannot be imported. A solo-learn checkout that is
-found but fails to import (a missing dependency such as timm or scipy) is reported in a warning
-naming the error before falling back; any error other than ImportError propagates.
+``ACTIVE_BASE`` (``"solo-learn"`` or ``"builtin"``) is decided once by ``solo_sqsp.compat``
+(``SOLO_SQSP_BASE``).
 
 On solo-learn, ``BaseMethod`` and every solo-learn method ``get_method`` serves (``vicreg``,
 ``simsiam``, ...) get these adjustments (``on_solo_learn``) so both bases train the same network,
@@ -18,16 +15,14 @@ authors`` replaces the heads solo-learn's ``vicreg``/``simsiam`` built (``method
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import omegaconf
 
 from solo_sqsp.backbones import BACKBONES, build_backbone, uses_cifar_stem
-from solo_sqsp.config import omegaconf_select
+from solo_sqsp.compat import ACTIVE_BASE, solo_module
+from solo_sqsp.config import omegaconf_select, set_method_defaults
 from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.methods import builtin_base
 from solo_sqsp.methods.domains import with_domain
@@ -44,39 +39,11 @@ __all__ = [
     "set_method_defaults",
 ]
 
-logger = logging.getLogger(__name__)
-BASE_CHOICES = ("auto", "builtin", "solo-learn")
-
-
-def _import_solo_learn() -> tuple[type | None, dict[str, type] | None]:
-    """solo-learn's ``(BaseMethod, METHODS)``, or ``(None, None)`` to use the builtin base."""
-    choice = os.environ.get("SOLO_SQSP_BASE", "auto")
-    if choice not in BASE_CHOICES:
-        raise ValueError(f"SOLO_SQSP_BASE={choice!r}: choose one of {BASE_CHOICES}")
-    if choice == "builtin":
-        return None, None
-    if choice == "auto" and importlib.util.find_spec("solo") is None:
-        return None, None
-    try:
-        import solo.methods
-        from solo.methods.base import BaseMethod as SoloBaseMethod
-    except ImportError as error:
-        if choice == "solo-learn":
-            raise ImportError(
-                f"SOLO_SQSP_BASE=solo-learn but solo-learn does not import ({error!r}); put its "
-                "checkout on PYTHONPATH and install its extras: pip install -e '.[solo]'"
-            ) from error
-        logger.warning(
-            "solo-learn was found but does not import (%r); using the builtin base. Install its "
-            "dependencies (pip install -e '.[solo]') or set SOLO_SQSP_BASE=builtin to silence.",
-            error,
-        )
-        return None, None
-    return SoloBaseMethod, solo.methods.METHODS
-
-
-_SOLO_BASE, SOLO_METHODS = _import_solo_learn()
-ACTIVE_BASE = "builtin" if _SOLO_BASE is None else "solo-learn"
+if ACTIVE_BASE == "solo-learn":
+    _SOLO_BASE: type | None = solo_module("solo.methods.base").BaseMethod
+    SOLO_METHODS: dict[str, type] | None = solo_module("solo.methods").METHODS
+else:
+    _SOLO_BASE, SOLO_METHODS = None, None
 
 
 class _SoloLearnAdjustments:
@@ -156,8 +123,8 @@ def on_solo_learn(method: type) -> type:
             """solo-learn's defaults plus ``backbone.cifar_stem`` resolved to a bool; an unknown
             ``backbone.name`` is a ValueError naming the choices (solo-learn asserts later);
             ``method_kwargs.head`` checked (``solo_sqsp.methods.heads``)."""
+            head_choice(cfg, omegaconf_select(cfg, "method", ""))  # before solo-learn's asserts
             cfg = method.add_and_assert_specific_cfg(cfg)
-            head_choice(cfg, omegaconf_select(cfg, "method", ""))
             name = omegaconf_select(cfg, "backbone.name")
             choices = sorted(getattr(method, "_BACKBONES", {}))
             if choices and name not in choices:
@@ -176,14 +143,6 @@ BaseMethod = builtin_base.BaseMethod if _SOLO_BASE is None else on_solo_learn(_S
 
 
 METHODS: dict[str, type] = {"base": BaseMethod}
-
-
-def set_method_defaults(cfg: omegaconf.DictConfig, defaults: dict[str, Any]) -> None:
-    """``method_kwargs.<key> = value`` for every (dotted) key of ``defaults`` unset in ``cfg``."""
-    for key, value in defaults.items():
-        omegaconf.OmegaConf.update(
-            cfg, f"method_kwargs.{key}", omegaconf_select(cfg, f"method_kwargs.{key}", value)
-        )
 
 
 def register_method(name: str, cls: type) -> type:

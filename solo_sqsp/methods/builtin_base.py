@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from solo_sqsp.backbones import BACKBONES, build_backbone, uses_cifar_stem
 from solo_sqsp.config import OPTIMIZER_CLASSES, require, set_default
 from solo_sqsp.knn import WeightedKNNClassifier
-from solo_sqsp.lr_schedule import SCHEDULERS, build_lr_scheduler
+from solo_sqsp.lr_schedule import DEFAULT_WARMUP_EPOCHS, SCHEDULERS, build_lr_scheduler
 from solo_sqsp.methods.knn_bank import take_bank_batch
 
 PARSE_HINT = "solo_sqsp.config.parse_cfg sets it from data.dataset and augmentations"
@@ -147,7 +147,7 @@ class BaseMethod(pl.LightningModule):
         set_default(cfg, "scheduler.lr_decay_steps", None)
         set_default(cfg, "scheduler.min_lr", 0.0)
         set_default(cfg, "scheduler.warmup_start_lr", 3e-5)
-        set_default(cfg, "scheduler.warmup_epochs", 10)
+        set_default(cfg, "scheduler.warmup_epochs", DEFAULT_WARMUP_EPOCHS)
         interval = set_default(cfg, "scheduler.interval", "step")
         if interval not in ("step", "epoch"):
             raise ValueError(f"scheduler.interval={interval!r}: choose 'step' or 'epoch'")

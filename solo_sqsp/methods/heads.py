@@ -23,16 +23,23 @@ from __future__ import annotations
 import omegaconf
 from torch import nn
 
-from solo_sqsp.config import omegaconf_select
+from solo_sqsp.config import omegaconf_select, set_method_defaults
 from solo_sqsp.projector import build_projector
 
 HEADS = ("solo", "authors")
 AUTHORS_PROJ_LAYERS = {"vicreg": 5, "simsiam": 2}
+# solo-learn's CIFAR widths, defaults on both bases (solo-learn's methods assert them, and build
+# their own heads from them before ``install_heads`` swaps in the authors' ones).
+HEAD_WIDTHS = {
+    "vicreg": {"proj_hidden_dim": 2048, "proj_output_dim": 2048},
+    "simsiam": {"proj_hidden_dim": 2048, "proj_output_dim": 2048, "pred_hidden_dim": 512},
+}
 
 
 def head_choice(cfg: omegaconf.DictConfig, method: str) -> str:
-    """``method_kwargs.head`` checked (``solo`` when unset); with ``authors``, the default
-    ``method_kwargs.proj_layers`` of ``method`` (``vicreg`` or ``simsiam``) where unset."""
+    """``method_kwargs.head`` checked (``solo`` when unset), ``HEAD_WIDTHS`` of ``method`` where
+    unset; with ``authors``, the default ``method_kwargs.proj_layers`` of ``method`` (``vicreg``
+    or ``simsiam``) where unset."""
     head = omegaconf_select(cfg, "method_kwargs.head", "solo")
     if head not in HEADS:
         raise ValueError(f"method_kwargs.head={head!r}: choose one of {HEADS}")
@@ -42,6 +49,7 @@ def head_choice(cfg: omegaconf.DictConfig, method: str) -> str:
             f"method={method!r}: remove the key"
         )
     omegaconf.OmegaConf.update(cfg, "method_kwargs.head", head, force_add=True)
+    set_method_defaults(cfg, HEAD_WIDTHS.get(method, {}))
     if head == "authors":
         layers = omegaconf_select(cfg, "method_kwargs.proj_layers", AUTHORS_PROJ_LAYERS[method])
         omegaconf.OmegaConf.update(cfg, "method_kwargs.proj_layers", layers, force_add=True)

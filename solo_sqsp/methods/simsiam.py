@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from solo_sqsp.methods.base import BaseMethod, set_method_defaults
+from solo_sqsp.methods.base import BaseMethod
 from solo_sqsp.methods.heads import head_choice, simsiam_heads
 
 
@@ -51,10 +51,7 @@ class SimSiam(BaseMethod):
         """solo-learn's ``simsiam`` CIFAR settings: projector 2048, predictor 512, ``head:
         solo``."""
         cfg = super(SimSiam, SimSiam).add_and_assert_specific_cfg(cfg)
-        head_choice(cfg, "simsiam")
-        set_method_defaults(
-            cfg, {"proj_hidden_dim": 2048, "proj_output_dim": 2048, "pred_hidden_dim": 512}
-        )
+        head_choice(cfg, "simsiam")  # and its widths
         return cfg
 
     @property

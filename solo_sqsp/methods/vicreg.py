@@ -35,14 +35,13 @@ class VICReg(BaseMethod):
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """solo-learn's ``vicreg`` defaults: widths 2048, weights 25 / 25 / 1, ``head: solo``."""
+        """solo-learn's ``vicreg`` defaults: weights 25 / 25 / 1, ``head: solo`` and widths 2048
+        (``head_choice``)."""
         cfg = super(VICReg, VICReg).add_and_assert_specific_cfg(cfg)
         head_choice(cfg, "vicreg")
         set_method_defaults(
             cfg,
             {
-                "proj_hidden_dim": 2048,
-                "proj_output_dim": 2048,
                 "sim_loss_weight": 25.0,
                 "var_loss_weight": 25.0,
                 "cov_loss_weight": 1.0,
