@@ -19,7 +19,8 @@ CORE = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest>=7.4", "pytest-xdist>=3.3", "ruff>=0.6"],
+    # the tests run the wandb (offline) and TensorBoard loggers for real
+    "dev": ["pytest>=7.4", "pytest-xdist>=3.3", "ruff>=0.6", "wandb>=0.15", "tensorboard>=2.12"],
     # solo-learn's current API is not on the package index (see README): users who have its
     # checkout put it on PYTHONPATH; these are the extra packages its methods import.
     "solo": ["timm>=0.9", "scipy>=1.10"],

@@ -193,6 +193,19 @@ def _add_data_defaults(cfg: DictConfig) -> None:
     )
 
 
+# solo-learn switches this package does not implement: refused rather than ignored.
+REFUSED_SWITCHES = {
+    "auto_resume.enabled": (
+        "resume a run explicitly with resume_from_checkpoint=<run folder>/last.ckpt (the run "
+        "folder is named by run_id; the tables resume by themselves)"
+    ),
+    "auto_umap.enabled": (
+        "there is no UMAP callback during training; set it to False (python -m "
+        "solo_sqsp.analysis embed plots 2-D embeddings, with UMAP after pip install -e '.[umap]')"
+    ),
+}
+
+
 def _add_run_defaults(cfg: DictConfig) -> None:
     set_default(cfg, "checkpoint.enabled", False)
     set_default(cfg, "checkpoint.dir", "trained_models")
@@ -204,6 +217,10 @@ def _add_run_defaults(cfg: DictConfig) -> None:
     set_default(cfg, "wandb.entity", None)
     set_default(cfg, "wandb.project", "solo-learn")
     set_default(cfg, "wandb.offline", False)
+    set_default(cfg, "tensorboard.enabled", False)
+    for key, fix in REFUSED_SWITCHES.items():
+        if omegaconf_select(cfg, key, False):
+            raise ConfigError(f"{key}=True is not supported here: {fix}")
     set_default(cfg, "seed", 5)
     set_default(cfg, "resume_from_checkpoint", None)
     set_default(cfg, "strategy", None)

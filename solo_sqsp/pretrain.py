@@ -37,9 +37,9 @@ from solo_sqsp.data import (
 from solo_sqsp.lr_schedule import fit_warmup
 from solo_sqsp.methods import ACTIVE_BASE, get_method
 from solo_sqsp.methods.knn_bank import knn_validation_loaders
-from solo_sqsp.metrics_log import ResumableCSVLogger
 from solo_sqsp.numerics import NonFiniteLossGuard
 from solo_sqsp.preflight import check_method
+from solo_sqsp.run_loggers import build_loggers, check_loggers
 from solo_sqsp.trainer_settings import lightning_settings
 
 logger = logging.getLogger("solo_sqsp")
@@ -69,6 +69,7 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     resumed_step = resume_step(omegaconf_select(cfg, "resume_from_checkpoint"))
     validate_data_cfg(cfg, "pretrain")
+    check_loggers(cfg)
     fit_warmup(cfg)
     model = get_method(cfg.method)(cfg)
     check_method(model, cfg)
@@ -110,6 +111,7 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
         save_top_k=-1 if omegaconf_select(cfg, "checkpoint.keep_prev", False) else 1,
         monitor=None,
     )
+    loggers, logger_callbacks = build_loggers(cfg, run_dir, model, resumed_step)
     trainer = pl.Trainer(
         **settings,
         limit_train_batches=min(
@@ -121,10 +123,11 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
             NonFiniteLossGuard(),
             TQDMProgressBar(refresh_rate=1),
             *([checkpointing] if cfg.checkpoint.enabled else []),
+            *logger_callbacks,
             *callbacks,
         ],
         plugins=[AtomicCheckpointIO()],
-        logger=ResumableCSVLogger(run_dir, resumed_step=resumed_step),
+        logger=loggers,
         enable_checkpointing=bool(cfg.checkpoint.enabled),
     )
     start = time.time()

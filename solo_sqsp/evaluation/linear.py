@@ -33,7 +33,7 @@ from solo_sqsp.evaluation.config import (
     write_run_files,
 )
 from solo_sqsp.evaluation.linear_model import LinearModel, build_linear_model
-from solo_sqsp.metrics_log import ResumableCSVLogger
+from solo_sqsp.run_loggers import build_loggers, check_loggers
 from solo_sqsp.trainer_settings import lightning_settings
 
 FINAL_METRICS = ("val_acc1", "val_acc5", "val_loss")
@@ -73,6 +73,7 @@ def run_linear(cfg: DictConfig) -> dict[str, Any]:
     cfg = parse_linear_cfg(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     resumed_step = resume_step(cfg.resume_from_checkpoint)
+    check_loggers(cfg)
     pretrained = load_frozen_backbone(cfg)
     validate_data_cfg(cfg, "classification")
     train_loader, val_loader = make_classification_dataloaders(
@@ -97,10 +98,11 @@ def run_linear(cfg: DictConfig) -> dict[str, Any]:
                 save_last=True,
             )
         )
+    loggers, logger_callbacks = build_loggers(cfg, run_dir, model, resumed_step)
     trainer = pl.Trainer(
         **lightning_settings(cfg, defaults={"num_sanity_val_steps": 0}),
-        callbacks=callbacks,
-        logger=ResumableCSVLogger(run_dir, resumed_step=resumed_step),
+        callbacks=callbacks + logger_callbacks,
+        logger=loggers,
         enable_checkpointing=bool(cfg.checkpoint.enabled),
     )
     start = time.time()
