@@ -8,6 +8,7 @@ solo-learn.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,26 +27,30 @@ def _flag_value(argv: list[str], flag: str) -> tuple[int, str] | None:
     return None
 
 
+def experiment_configs(stage_dir: Path) -> list[Path]:
+    """The experiment configs of a stage: ``<dataset>/<name>.yaml`` (config groups such as
+    ``<dataset>/augmentations/*.yaml`` or ``wandb/*.yaml`` sit deeper and are not experiments)."""
+    return sorted(stage_dir.glob("*/*.yaml"))
+
+
 def find_config(name: str, stage_dir: Path) -> Path:
-    """The single ``<name>.yaml`` below ``stage_dir`` (augmentation groups excluded)."""
+    """The single experiment ``<name>.yaml`` below ``stage_dir``; an unknown name is one line
+    with the closest names."""
     name = name.removesuffix(".yaml")
     direct = stage_dir / f"{name}.yaml"
     if "/" in name:
         if direct.is_file():
             return direct
         raise ConfigNotFoundError(f"no config {direct}")
-    matches = sorted(
-        p for p in stage_dir.rglob(f"{name}.yaml") if "augmentations" not in p.parent.parts
-    )
+    experiments = experiment_configs(stage_dir)
+    matches = [p for p in experiments if p.stem == name]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        known = sorted(
-            p.stem for p in stage_dir.rglob("*.yaml") if "augmentations" not in p.parent.parts
-        )
-        raise ConfigNotFoundError(
-            f"no config named '{name}' under {stage_dir}; known: {', '.join(known)}"
-        )
+        known = sorted({p.stem for p in experiments})
+        closest = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"closest: {', '.join(closest)}" if closest else f"known: {', '.join(known)}"
+        raise ConfigNotFoundError(f"no config named '{name}' under {stage_dir}; {hint}")
     options = ", ".join(str(p.relative_to(stage_dir).with_suffix("")) for p in matches)
     raise ConfigNotFoundError(
         f"config name '{name}' is ambiguous under {stage_dir}: {options}; "
@@ -54,7 +59,8 @@ def find_config(name: str, stage_dir: Path) -> Path:
 
 
 def with_config_path(argv: list[str], stage: str, default_name: str) -> list[str]:
-    """Return ``argv`` with ``--config-path``/``--config-name`` filled in for Hydra."""
+    """Return ``argv`` with ``--config-path``/``--config-name`` filled in for Hydra; an unknown
+    name exits with one line."""
     if _flag_value(argv, "--config-path") or _flag_value(argv, "-cp"):
         return argv
     stage_dir = REPO_ROOT / "scripts" / stage
@@ -66,5 +72,8 @@ def with_config_path(argv: list[str], stage: str, default_name: str) -> list[str
         index, name = found
         width = 1 if "=" in rest[index] else 2
         del rest[index : index + width]
-    path = find_config(name, stage_dir)
+    try:
+        path = find_config(name, stage_dir)
+    except ConfigNotFoundError as error:
+        raise SystemExit(f"{Path(argv[0]).name}: {error}") from None
     return [rest[0], "--config-path", str(path.parent), "--config-name", path.stem, *rest[1:]]
