@@ -37,6 +37,7 @@ from solo_sqsp.data import (
 from solo_sqsp.lr_schedule import fit_warmup
 from solo_sqsp.methods import ACTIVE_BASE, get_method
 from solo_sqsp.methods.knn_bank import knn_validation_loaders
+from solo_sqsp.methods.method_kwargs import check_method_kwargs
 from solo_sqsp.numerics import NonFiniteLossGuard
 from solo_sqsp.preflight import check_method
 from solo_sqsp.run_loggers import build_loggers, check_loggers
@@ -70,6 +71,7 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
     resumed_step = resume_step(omegaconf_select(cfg, "resume_from_checkpoint"))
     validate_data_cfg(cfg, "pretrain")
     check_loggers(cfg)
+    check_method_kwargs(cfg)
     fit_warmup(cfg)
     model = get_method(cfg.method)(cfg)
     check_method(model, cfg)

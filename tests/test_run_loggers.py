@@ -9,9 +9,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from tiny_pretrain import tiny_config, write_inputs
 
 from solo_sqsp.config import ConfigError
+from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.pretrain import run_pretrain
 
 
@@ -66,3 +68,13 @@ def test_switches_not_implemented_are_refused_not_ignored(tmp_path: Path, key, h
     with pytest.raises(ConfigError, match=rf"{key}=True is not supported here: .*{hint}"):
         run_pretrain(cfg)
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_experiment_root_has_the_logger_keys_to_override() -> None:
+    """``wandb.enabled=True`` (no ``+``) works on each dataset's root config, as in solo-learn."""
+    roots = sorted((REPO_ROOT / "scripts" / "pretrain").glob("*/sqsp_*.yaml"))
+    assert len(roots) >= 7
+    for root in roots:
+        with initialize_config_dir(config_dir=str(root.parent), version_base="1.2"):
+            cfg = compose(root.stem, overrides=["wandb.enabled=True", "tensorboard.enabled=True"])
+        assert cfg.wandb.enabled and cfg.tensorboard.enabled and not cfg.wandb.offline

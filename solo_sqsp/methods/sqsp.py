@@ -28,7 +28,21 @@ from solo_sqsp.projector import build_projector
 from solo_sqsp.squeeze import SqueezeModule, check_student_width
 from solo_sqsp.teachers import GeneratorTeacher
 
-__all__ = ["SqueezeAndSpan", "split_batch"]
+__all__ = ["SQSP_DEFAULTS", "SqueezeAndSpan", "split_batch"]
+
+
+SQSP_DEFAULTS: dict[str, Any] = {
+    "syn_ratio": 0.5,
+    "proj_output_dim": 2048,
+    "proj_layers": 5,
+    "sim_loss_weight": 25.0,
+    "var_loss_weight": 25.0,
+    "cov_loss_weight": 1.0,
+    "regularize_teacher": False,
+    "squeeze.depth": 3,
+    "squeeze.hidden_dim": 2048,
+    "squeeze.out_dim": 2048,
+}
 
 
 class SqueezeAndSpan(SyntheticFeed, BaseMethod):
@@ -65,19 +79,7 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         """Defaults of the ``sqsp`` keys of ``method_kwargs`` (Table 6 values)."""
         cfg = super(SqueezeAndSpan, SqueezeAndSpan).add_and_assert_specific_cfg(cfg)
-        defaults: dict[str, Any] = {
-            "syn_ratio": 0.5,
-            "proj_output_dim": 2048,
-            "proj_layers": 5,
-            "sim_loss_weight": 25.0,
-            "var_loss_weight": 25.0,
-            "cov_loss_weight": 1.0,
-            "regularize_teacher": False,
-            "squeeze.depth": 3,
-            "squeeze.hidden_dim": 2048,
-            "squeeze.out_dim": 2048,
-        }
-        set_method_defaults(cfg, defaults)
+        set_method_defaults(cfg, SQSP_DEFAULTS)
         return add_feed_defaults(cfg, require_teacher=True)
 
     @property

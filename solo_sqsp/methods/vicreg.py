@@ -20,6 +20,8 @@ from solo_sqsp.losses import LossWeights, vicreg_loss
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
 from solo_sqsp.methods.heads import head_choice, vicreg_projector
 
+VICREG_WEIGHTS = {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0}
+
 
 class VICReg(BaseMethod):
     """Backbone + projector (solo-learn's or the reference code's) trained with VICReg on two
@@ -39,14 +41,7 @@ class VICReg(BaseMethod):
         (``head_choice``)."""
         cfg = super(VICReg, VICReg).add_and_assert_specific_cfg(cfg)
         head_choice(cfg, "vicreg")
-        set_method_defaults(
-            cfg,
-            {
-                "sim_loss_weight": 25.0,
-                "var_loss_weight": 25.0,
-                "cov_loss_weight": 1.0,
-            },
-        )
+        set_method_defaults(cfg, VICREG_WEIGHTS)
         return cfg
 
     @property
