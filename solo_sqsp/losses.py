@@ -12,6 +12,7 @@ the number of GPUs.
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,17 @@ class LossWeights:
                 raise ValueError(f"Loss weight {field.name} must be finite and >= 0, got {value}.")
         if self.sim == self.var == self.cov == 0:
             raise ValueError("All loss weights are 0: set at least one of sim, var, cov above 0.")
+
+    @classmethod
+    def from_method_kwargs(cls, kwargs: Any) -> "LossWeights":
+        """The weights under ``method_kwargs.<term>_loss_weight`` (solo-learn's key names)."""
+        return cls(**{field.name: kwargs[f"{field.name}_loss_weight"] for field in fields(cls)})
+
+
+# ``method_kwargs`` defaults of the three weights, as solo-learn's ``vicreg`` names them.
+LOSS_WEIGHT_DEFAULTS: dict[str, float] = {
+    f"{field.name}_loss_weight": field.default for field in fields(LossWeights)
+}
 
 
 @dataclass

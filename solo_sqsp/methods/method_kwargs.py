@@ -15,10 +15,10 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from solo_sqsp.config import ConfigError, omegaconf_select
+from solo_sqsp.losses import LOSS_WEIGHT_DEFAULTS
 from solo_sqsp.methods.heads import HEAD_WIDTHS
 from solo_sqsp.methods.sqsp import SQSP_DEFAULTS
 from solo_sqsp.methods.synthetic_feed import FEED_DEFAULTS
-from solo_sqsp.methods.vicreg import VICREG_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +33,24 @@ def _head_keys(method: str) -> frozenset[str]:
     return frozenset({"head", "proj_layers", *HEAD_WIDTHS[method]})
 
 
+# What each checked method reads whatever its domain; the two-view methods (``with_domain``) add
+# ``DOMAIN_KEYS``, and ``FEED_KEYS`` off the ``real`` domain.
+METHOD_KEYS: dict[str, frozenset[str]] = {
+    "sqsp": frozenset(SQSP_DEFAULTS) | FEED_KEYS,
+    "vicreg": frozenset(LOSS_WEIGHT_DEFAULTS) | _head_keys("vicreg"),
+    "simsiam": _head_keys("simsiam"),
+}
+TWO_VIEW_METHODS = ("vicreg", "simsiam")
+ANY_METHOD_KEYS = frozenset().union(*METHOD_KEYS.values(), DOMAIN_KEYS, FEED_KEYS)
+
+
 def read_keys(method: str, domain: str) -> frozenset[str] | None:
     """The dotted ``method_kwargs`` keys ``method`` reads on ``domain``; None when unknown."""
-    domain_keys = DOMAIN_KEYS | (FEED_KEYS if domain != "real" else frozenset())
-    if method == "sqsp":
-        return frozenset(SQSP_DEFAULTS) | FEED_KEYS
-    if method == "vicreg":
-        return frozenset(VICREG_WEIGHTS) | _head_keys("vicreg") | domain_keys
-    if method == "simsiam":
-        return _head_keys("simsiam") | domain_keys
-    return None
+    if method not in METHOD_KEYS:
+        return None
+    if method not in TWO_VIEW_METHODS:
+        return METHOD_KEYS[method]
+    return METHOD_KEYS[method] | DOMAIN_KEYS | (FEED_KEYS if domain != "real" else frozenset())
 
 
 def leaf_keys(kwargs: DictConfig) -> list[str]:
@@ -71,11 +79,8 @@ def check_method_kwargs(cfg: DictConfig) -> None:
     kwargs = omegaconf_select(cfg, "method_kwargs", None)
     if reads is None or not isinstance(kwargs, DictConfig):
         return
-    anyone_reads = frozenset().union(
-        *(read_keys(name, "mix") for name in ("sqsp", "vicreg", "simsiam"))
-    )
     given = [key for key in leaf_keys(kwargs) if key not in CHECKED_ELSEWHERE]
-    unknown = [key for key in given if key not in anyone_reads]
+    unknown = [key for key in given if key not in ANY_METHOD_KEYS]
     if unknown:
         raise ConfigError(
             f"method_kwargs: unknown key(s) {unknown} for method={method!r}; it reads "

@@ -20,7 +20,14 @@ from typing import Any
 import omegaconf
 import torch
 
-from solo_sqsp.losses import LossTerms, LossWeights, sqsp_total, squeeze_loss, vicreg_loss
+from solo_sqsp.losses import (
+    LOSS_WEIGHT_DEFAULTS,
+    LossTerms,
+    LossWeights,
+    sqsp_total,
+    squeeze_loss,
+    vicreg_loss,
+)
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
 from solo_sqsp.methods.monitor import monitor_step
 from solo_sqsp.methods.synthetic_feed import SyntheticFeed, add_feed_defaults, split_batch
@@ -35,9 +42,7 @@ SQSP_DEFAULTS: dict[str, Any] = {
     "syn_ratio": 0.5,
     "proj_output_dim": 2048,
     "proj_layers": 5,
-    "sim_loss_weight": 25.0,
-    "var_loss_weight": 25.0,
-    "cov_loss_weight": 1.0,
+    **LOSS_WEIGHT_DEFAULTS,
     "regularize_teacher": False,
     "squeeze.depth": 3,
     "squeeze.hidden_dim": 2048,
@@ -56,9 +61,7 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
         # Squeeze only (a = 1) still reads B real images a step, for the online classifier
         # alone (base_training_step), and an epoch of len(real) / B steps as in the paper.
         self.real_batch_size = num_real or cfg.optimizer.batch_size
-        self.loss_weights = LossWeights(
-            sim=kwargs.sim_loss_weight, var=kwargs.var_loss_weight, cov=kwargs.cov_loss_weight
-        )
+        self.loss_weights = LossWeights.from_method_kwargs(kwargs)
         self.regularize_teacher: bool = kwargs.regularize_teacher
         self.projector = build_projector(
             self.features_dim, kwargs.proj_output_dim, num_layers=kwargs.proj_layers

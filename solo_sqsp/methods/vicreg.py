@@ -16,11 +16,9 @@ from typing import Any
 import omegaconf
 import torch
 
-from solo_sqsp.losses import LossWeights, vicreg_loss
+from solo_sqsp.losses import LOSS_WEIGHT_DEFAULTS, LossWeights, vicreg_loss
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
 from solo_sqsp.methods.heads import head_choice, vicreg_projector
-
-VICREG_WEIGHTS = {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0}
 
 
 class VICReg(BaseMethod):
@@ -30,9 +28,7 @@ class VICReg(BaseMethod):
     def __init__(self, cfg: omegaconf.DictConfig) -> None:
         super().__init__(cfg)
         kwargs = cfg.method_kwargs
-        self.loss_weights = LossWeights(
-            sim=kwargs.sim_loss_weight, var=kwargs.var_loss_weight, cov=kwargs.cov_loss_weight
-        )
+        self.loss_weights = LossWeights.from_method_kwargs(kwargs)
         self.projector = vicreg_projector(kwargs.head, self.features_dim, kwargs)
 
     @staticmethod
@@ -41,7 +37,7 @@ class VICReg(BaseMethod):
         (``head_choice``)."""
         cfg = super(VICReg, VICReg).add_and_assert_specific_cfg(cfg)
         head_choice(cfg, "vicreg")
-        set_method_defaults(cfg, VICREG_WEIGHTS)
+        set_method_defaults(cfg, LOSS_WEIGHT_DEFAULTS)
         return cfg
 
     @property
