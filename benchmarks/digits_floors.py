@@ -11,7 +11,8 @@ What a learned representation has to beat, and what it could reach, in one run:
    on its features.
 
 Train features come from the training split without augmentation, as in solo-learn's k-NN and
-linear evaluation. Example:
+linear evaluation; ``--grayscale`` reads every image in grayscale, as runs with
+``data.eval_grayscale`` are evaluated. Example:
     python benchmarks/digits_floors.py --epochs 8 --out digits_floors.json
 """
 
@@ -26,6 +27,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -35,6 +37,12 @@ from solo_sqsp.backbones import build_backbone
 from solo_sqsp.data.digits import NUM_CLASSES, DigitsBuilder, load_embedded_digits
 from solo_sqsp.knn import knn_class_scores
 from solo_sqsp.teachers.training import diff_augment
+
+
+def grayscale(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB images in grayscale (three equal channels), as the evaluation transform
+    reads them with ``data.eval_grayscale`` (torchvision's ``Grayscale(3)`` on PIL images)."""
+    return np.stack([np.asarray(Image.fromarray(i).convert("L").convert("RGB")) for i in images])
 
 
 def normalised(images: np.ndarray) -> Tensor:
@@ -102,6 +110,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument(
+        "--grayscale", action="store_true", help="read the images in grayscale (eval_grayscale)"
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     if args.threads:
@@ -110,7 +121,8 @@ def main() -> None:
     digits = load_embedded_digits()
     train_y = torch.from_numpy(digits.train.targets)
     val_y = torch.from_numpy(digits.val.targets)
-    train_x, val_x = normalised(digits.train.images), normalised(digits.val.images)
+    read = grayscale if args.grayscale else np.asarray
+    train_x, val_x = normalised(read(digits.train.images)), normalised(read(digits.val.images))
     rows: dict[str, dict[str, float]] = {}
 
     def probe(name: str, train_features: Tensor, val_features: Tensor, **more: float) -> None:

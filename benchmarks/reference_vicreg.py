@@ -8,7 +8,7 @@ luminance onto a random colour pair as the rendering draws one (``--recolor``). 
 prints the k-NN top-1 on the validation split (k 20, cosine, T 0.07, clean images) and what
 the 20 neighbours share: the fg/bg polarity and the digit's position (mean distance in pixels;
 random pairs: 2.5). ``--log-every`` traces the loss terms, output std, effective rank and
-gradient norm.
+gradient norm; ``--loss simclr`` swaps in InfoNCE as a control.
 README, "Calibrating the digits benchmark", lists the ablations run with it. Example:
     python benchmarks/reference_vicreg.py --epochs 10 --stop-after 2 --gray 1.0 --out g.json
 """
@@ -55,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     add("--invert", type=float, default=0.0, help="inversion probability")
     add("--recolor", type=float, default=0.0, help="probability of a random new colour pair")
     add("--gray-probe", action="store_true", help="k-NN on grayscale images")
+    add("--loss", choices=["vicreg", "simclr"], default="vicreg", help="simclr: InfoNCE control")
+    add("--tau", type=float, default=0.2, help="InfoNCE temperature")
     add("--log-every", type=int, default=0)
     add("--threads", type=int, default=2)
     add("--out", help="JSON of the per-epoch curve")
@@ -142,6 +144,14 @@ def vicreg_terms(z1: Tensor, z2: Tensor) -> dict[str, Tensor]:
     }
 
 
+def info_nce(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
+    """SimCLR's NT-Xent over both views (Chen et al. 2020): each view's positive is the other."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = (z @ z.T / tau).fill_diagonal_(float("-inf"))
+    n = len(z1)
+    return F.cross_entropy(logits, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))
+
+
 def nuisances(images: Tensor) -> tuple[Tensor, Tensor]:
     """Per image: polarity (foreground brighter than the border's median) and the digit's
     centre ``(y, x)`` in pixels."""
@@ -212,6 +222,8 @@ def main() -> None:
             z1, z2 = projector(net(view(x, args, g))), projector(net(view(x, args, g)))
             terms = vicreg_terms(z1, z2)
             loss = 25 * terms["sim"] + 25 * terms["var"] + args.cov * terms["cov"]
+            if args.loss == "simclr":
+                loss = info_nce(z1, z2, args.tau)
             if not torch.isfinite(loss):
                 raise SystemExit(f"non-finite loss at epoch {epoch + 1}, step {i}")
             optimizer.zero_grad(set_to_none=True)

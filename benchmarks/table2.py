@@ -6,7 +6,7 @@ Squeeze-and-Span on Real & Syn, all with the same backbone, augmentations, epoch
 projector width, for 3 seeds; evaluation of the frozen backbones: linear top-1 with all labels
 and with 10 labels per class, k-NN top-1 (see ``table_rows.py``). Writes a markdown table, a bar
 plot and JSON (``--out``). Examples:
-    python benchmarks/table2.py --threads 2 --out table2.json      # full: about 65 min, 2 cores
+    python benchmarks/table2.py --threads 2 --out table2.json      # full: about 4 hours, 2 cores
     python benchmarks/table2.py --quick --out /tmp/table2.json     # smoke: under a minute
 """
 
@@ -25,7 +25,7 @@ ROWS = (
     Row("VICReg", "vicreg_mix_digits", "vicreg", "real+syn"),
     Row("Sq & Sp", "sqsp_digits", "sqsp", "real+syn"),
 )
-FULL = Budget(epochs=8, batch_size=128, seeds=(0, 1, 2), warmup_fraction=0.1)
+FULL = Budget(epochs=7, batch_size=128, seeds=(0, 1, 2), warmup_fraction=0.1)
 QUICK = Budget(
     epochs=1,
     batch_size=8,

@@ -4,8 +4,9 @@ A row is a pretraining config of ``scripts/pretrain/digits/`` (one yaml per row)
 table trains with the same budget (epochs, batch, projector widths) through ``run_pretrain``,
 the code ``main_pretrain.py`` runs, for each seed; then its frozen backbone is loaded with
 ``solo_sqsp.evaluation.load_frozen_backbone`` and probed on the embedded digits' validation split
-with the probes of ``digits_floors.py``: linear top-1 with every training label, linear top-1
-with 10 labels per class, and weighted k-NN top-1 (``solo_sqsp.knn``). The mean per-dimension
+with the probes of ``digits_floors.py`` (in grayscale when the rows' ``data.eval_grayscale``
+says so): linear top-1 with every training label, linear top-1 with 10 labels per class, and
+weighted k-NN top-1 (``solo_sqsp.knn``). The mean per-dimension
 std of the projector outputs on the validation images (``output_std``: 0 for a collapse to a
 constant, about 1 under the variance term) shows collapses (see ``projector_spread``).
 Floors (raw pixels, random-init ResNet18, optionally the supervised ceiling) come from
@@ -34,7 +35,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from digits_floors import features, knn_top1, linear_top1, normalised
+from digits_floors import features, grayscale, knn_top1, linear_top1, normalised
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -179,12 +180,14 @@ class EvalData:
     val_y: Tensor
 
     @classmethod
-    def load(cls, limit: int | None) -> EvalData:
-        """Both splits; with ``limit``, a fixed random ``limit`` images of each."""
+    def load(cls, limit: int | None, gray: bool = False) -> EvalData:
+        """Both splits (in grayscale with ``gray``); with ``limit``, a fixed random ``limit``
+        images of each."""
         digits = load_embedded_digits()
         parts = []
         for split in (digits.train, digits.val):
-            x, y = normalised(split.images), torch.from_numpy(split.targets)
+            images = grayscale(split.images) if gray else split.images
+            x, y = normalised(images), torch.from_numpy(split.targets)
             if limit:
                 kept = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:limit]
                 x, y = x[kept], y[kept]
@@ -383,9 +386,17 @@ def bar_plot(rows: list[dict[str, Any]], floors: dict[str, Any], path: Path, tit
     plt.close(fig)
 
 
-def parse_args(description: str, full: Budget, quick: Budget) -> tuple[argparse.Namespace, Budget]:
-    """Common flags; returns the arguments and the budget they select."""
+def parse_args(
+    description: str,
+    full: Budget,
+    quick: Budget,
+    add_flags: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[argparse.Namespace, Budget]:
+    """Common flags (plus a script's own, ``add_flags``); returns the arguments and the budget
+    they select."""
     parser = argparse.ArgumentParser(description=description)
+    if add_flags is not None:
+        add_flags(parser)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, a few steps")
     parser.add_argument("--epochs", type=int, help=f"pretraining epochs (default {full.epochs})")
     parser.add_argument("--seeds", type=int, nargs="+", help=f"default {list(full.seeds)}")
@@ -435,23 +446,58 @@ def table_main(table: Table, description: str, full: Budget, quick: Budget) -> d
     return run_table(table, args, budget)
 
 
-def run_table(table: Table, args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
-    """Train and probe every row for every seed; print and write the markdown, plot and JSON."""
+def measure_rows(
+    rows: Sequence[Row], args: argparse.Namespace, budget: Budget
+) -> tuple[list[tuple[Row, dict[str, Any]]], EvalData]:
+    """Train and probe each of ``rows`` (those named by ``--rows``, all without it, each with
+    ``--set``'s overrides) for every seed: each row with its summary, and the probe data."""
     selected = [
         replace(row, overrides=(*row.overrides, *args.set))
-        for row in table.rows
+        for row in rows
         if not args.rows or row.name in args.rows
     ]
     if not selected:
-        raise SystemExit(f"--rows matches none of {[row.name for row in table.rows]}")
-    data = EvalData.load(budget.eval_images)
+        raise SystemExit(f"--rows matches none of {[row.name for row in rows]}")
     out_dir = Path(args.work_dir)
+    gray = {
+        bool(compose_row(row, budget, budget.seeds[0], out_dir).data.get("eval_grayscale"))
+        for row in selected
+    }
+    if len(gray) > 1:
+        raise SystemExit("the selected rows disagree on data.eval_grayscale; probe them apart")
+    data = EvalData.load(budget.eval_images, gray.pop())
+    results = [
+        (
+            row,
+            summarise(
+                row,
+                [run_row(row, budget, seed, data, out_dir, args.fresh) for seed in budget.seeds],
+            ),
+        )
+        for row in selected
+    ]
+    return results, data
+
+
+def run_settings(args: argparse.Namespace, budget: Budget, data: EvalData) -> dict[str, Any]:
+    """What a benchmark JSON records about how it ran."""
+    return {
+        "settings": {**asdict(budget), "quick": args.quick},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "eval_images": {"train": len(data.train_y), "val": len(data.val_y)},
+        "classes": NUM_CLASSES,
+    }
+
+
+def run_table(table: Table, args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
+    """Train and probe every row for every seed; print and write the markdown, plot and JSON."""
     start = time.perf_counter()
-    results = []
-    for row in selected:
-        runs = [run_row(row, budget, seed, data, out_dir, args.fresh) for seed in budget.seeds]
-        results.append({**summarise(row, runs), "domain_label": table.domain_label(row)})
+    measured, data = measure_rows(table.rows, args, budget)
     floors = compute_floors(data, budget.seeds[0], args.floors)
+    results = [{**summary, "domain_label": table.domain_label(row)} for row, summary in measured]
     text = markdown(results, floors, table.first_columns)
     print(f"\n{table.title}\n\n{text}\n")
     stem = Path(args.out).with_suffix("") if args.out else Path(table.title.split(":")[0].lower())
@@ -461,16 +507,10 @@ def run_table(table: Table, args: argparse.Namespace, budget: Budget) -> dict[st
     bar_plot(results, floors, plot_path, table.title)
     print(f"markdown: {md_path}\nplot: {plot_path}")
     result = {
-        "rows": [{k: v for k, v in row.items() if k != "domain_label"} for row in results],
+        "rows": [summary for _, summary in measured],
         "floors": floors,
-        "settings": {**asdict(budget), "quick": args.quick},
         "wall_seconds": round(time.perf_counter() - start, 1),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "load_average_1min_at_end": os.getloadavg()[0],
-        "eval_images": {"train": len(data.train_y), "val": len(data.val_y)},
-        "classes": NUM_CLASSES,
+        **run_settings(args, budget, data),
     }
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

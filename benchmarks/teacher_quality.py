@@ -22,6 +22,8 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from digits_floors import normalised
 from torch import Tensor, nn
 
 from solo_sqsp.data.digits import NUM_CLASSES, load_embedded_digits
+from solo_sqsp.teachers.loading import resolve_teacher_path
 from solo_sqsp.teachers.network_pickle import load_teacher_checkpoint
 from solo_sqsp.teachers.stylegan2 import Generator
 from solo_sqsp.teachers.training import diff_augment
@@ -121,6 +124,69 @@ def coverage(probabilities: Tensor) -> dict[str, object]:
     }
 
 
+@dataclass
+class Judge:
+    """The supervised classifier every teacher is measured with, and the reference features."""
+
+    classifier: DigitClassifier
+    train_features: Tensor
+    val_x: Tensor
+    val_probs: Tensor
+    val_top1: float
+
+    @classmethod
+    def train(cls, epochs: int, seed: int) -> Judge:
+        """Train the classifier on the digits' training split (deterministic in ``seed``)."""
+        digits = load_embedded_digits()
+        train_x, val_x = normalised(digits.train.images), normalised(digits.val.images)
+        train_y, val_y = (
+            torch.from_numpy(digits.train.targets),
+            torch.from_numpy(digits.val.targets),
+        )
+        classifier = train_classifier(train_x, train_y, epochs, seed)
+        with torch.no_grad():
+            val_probs = classifier(val_x).softmax(1)
+            train_features = classifier.features(train_x)
+        val_top1 = 100 * float((val_probs.argmax(1) == val_y).float().mean())
+        return cls(classifier, train_features, val_x, val_probs, val_top1)
+
+    @torch.no_grad()
+    def quality(self, teacher_path: str, coverage_samples: int, seed: int) -> dict[str, Any]:
+        """FD against the training split of the real val split, the teacher's samples and an
+        untrained generator of the same shape (as many images each); class coverage."""
+        path = resolve_teacher_path(teacher_path)
+        teacher = load_teacher_checkpoint(path)
+        torch.manual_seed(seed)
+        untrained = Generator(**teacher.init_kwargs).eval()
+        count = len(self.val_x)
+        candidates = {
+            "real val split": self.val_x,
+            "teacher": normalised(generate(teacher, count, seed)),
+            "untrained generator": normalised(generate(untrained, count, seed)),
+        }
+        fd = {
+            name: frechet_distance(self.train_features, self.classifier.features(images))
+            for name, images in candidates.items()
+        }
+        samples = normalised(generate(teacher, coverage_samples, seed + 1))
+        extra = torch.load(path, map_location="cpu", weights_only=True)["extra"]
+        return {
+            "classifier_val_top1": self.val_top1,
+            "fd_vs_train_split": fd,
+            "fd_images": count,
+            "coverage": {
+                "teacher": coverage(self.classifier(samples).softmax(1)),
+                "real val split": coverage(self.val_probs),
+            },
+            "teacher": str(teacher_path),
+            "teacher_extra": {
+                key: value
+                for key, value in extra.items()
+                if key in ("iterations", "images_seen", "data")
+            },
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("teacher", help="teacher checkpoint (save_teacher_checkpoint format)")
@@ -133,48 +199,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    digits = load_embedded_digits()
-    train_x, val_x = normalised(digits.train.images), normalised(digits.val.images)
-    train_y, val_y = torch.from_numpy(digits.train.targets), torch.from_numpy(digits.val.targets)
     start = time.perf_counter()
-    classifier = train_classifier(train_x, train_y, args.epochs, args.seed)
-    with torch.no_grad():
-        val_top1 = 100 * float((classifier(val_x).argmax(1) == val_y).float().mean())
-        train_features = classifier.features(train_x)
-    print(f"classifier: val top-1 {val_top1:.1f}% ({time.perf_counter() - start:.0f} s)")
-
-    teacher = load_teacher_checkpoint(args.teacher)
-    torch.manual_seed(args.seed)
-    untrained = Generator(**teacher.init_kwargs).eval()
-    count = len(val_x)  # every FD below compares this many images with the training split
-    candidates = {
-        "real val split": val_x,
-        "teacher": normalised(generate(teacher, count, args.seed)),
-        "untrained generator": normalised(generate(untrained, count, args.seed)),
-    }
-    fd = {}
-    with torch.no_grad():
-        for name, images in candidates.items():
-            fd[name] = frechet_distance(train_features, classifier.features(images))
-        teacher_probs = classifier(
-            normalised(generate(teacher, args.coverage_samples, args.seed + 1))
-        ).softmax(1)
-        val_probs = classifier(val_x).softmax(1)
+    judge = Judge.train(args.epochs, args.seed)
+    print(f"classifier: val top-1 {judge.val_top1:.1f}% ({time.perf_counter() - start:.0f} s)")
     result = {
-        "classifier_val_top1": val_top1,
-        "fd_vs_train_split": fd,
-        "fd_images": count,
-        "coverage": {"teacher": coverage(teacher_probs), "real val split": coverage(val_probs)},
-        "teacher": args.teacher,
-        "teacher_extra": {
-            key: value
-            for key, value in torch.load(args.teacher, weights_only=True)["extra"].items()
-            if key in ("iterations", "images_seen", "data")
-        },
+        **judge.quality(args.teacher, args.coverage_samples, args.seed),
         "settings": vars(args),
     }
     print(f"\n{'images vs training split':<26}{'FD':>10}")
-    for name, value in fd.items():
+    for name, value in result["fd_vs_train_split"].items():
         print(f"{name:<26}{value:>10.2f}")
     for name, cover in result["coverage"].items():
         print(

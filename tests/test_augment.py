@@ -363,6 +363,10 @@ def test_normalize_only_resizes_and_normalizes():
     images = torch.rand(4, 3, 32, 32, generator=generator(27))
     expected = (tvf.resize(images, [16, 16], antialias=True) - 0.5) / 0.25
     torch.testing.assert_close(aug(images, generator(28)), expected, atol=1e-5, rtol=0)
+    gray = BatchAugment.normalize_only(16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), grayscale=True)
+    resized = tvf.resize(images, [16, 16], antialias=True)
+    expected = (tvf.rgb_to_grayscale(resized, num_output_channels=3) - 0.5) / 0.25
+    torch.testing.assert_close(gray(images, generator(28)), expected, atol=1e-5, rtol=0)
 
 
 def test_views_are_num_crops_independent_draws():

@@ -196,6 +196,29 @@ def test_cifar_eval_val_split_is_the_plain_normalised_test_batch(cifar10: Path) 
     assert len(train.dataset) == 40 and len(val.dataset) == 20
 
 
+@pytest.mark.both_bases
+def test_eval_grayscale_reads_every_evaluation_image_in_grayscale(cifar10: Path) -> None:
+    """``data.eval_grayscale``: linear training crops and validation images have three equal
+    channels (torchvision's grayscale of the stored image) before normalisation, with the
+    builtin transforms and with solo-learn's own (CI's solo-learn pass)."""
+    norm = (CIFAR_EVAL_NORMALIZATION.mean, CIFAR_EVAL_NORMALIZATION.std)
+    train, val = make_classification_dataloaders(
+        make_cfg("cifar10", cifar10, eval_grayscale=True), batch_size=5
+    )
+    seeded()
+    for images, _ in (next(iter(train)), next(iter(val))):
+        raw = unnormalize(images, norm)
+        assert torch.allclose(raw[:, 0], raw[:, 1], atol=1e-5)
+        assert torch.allclose(raw[:, 0], raw[:, 2], atol=1e-5)
+    with open(cifar10 / "cifar-10-batches-py" / "test_batch", "rb") as file:
+        stored = pickle.load(file)
+    colour = stored["data"][:5].reshape(5, 3, 32, 32).transpose(0, 2, 3, 1)
+    expected = [np.asarray(Image.fromarray(image).convert("L")) for image in colour]
+    assert torch.allclose(raw[:, 0], torch.tensor(np.stack(expected)) / 255, atol=1e-6)
+    colour_val = next(iter(make_classification_dataloaders(make_cfg("cifar10", cifar10), 5)[1]))
+    assert not torch.allclose(unnormalize(colour_val[0], norm)[:, 0], raw[:, 0])
+
+
 def test_stl10_eval_at_native_96_and_overridden_64(stl10: Path) -> None:
     cfg = make_cfg("stl10", stl10)
     train, val = make_classification_dataloaders(cfg, batch_size=5)
@@ -370,6 +393,7 @@ def test_image_folder_problems(tmp_path: Path) -> None:
         ),
         ({"augmentations": [{"crop_size": 32}]}, ["augmentations[0] lacks num_crops, rrc.enabled"]),
         ({"data": {"num_workers": -1}}, ["data.num_workers=-1"]),
+        ({"data": {"eval_grayscale": "yes"}}, ["data.eval_grayscale='yes': expected True"]),
     ],
 )
 def test_config_key_problems(cifar10: Path, overrides: dict, expected: list[str]) -> None:

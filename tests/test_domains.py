@@ -154,6 +154,20 @@ def test_synthetic_augment_mode_reaches_the_feed(teacher) -> None:
         build("vicreg_syn_digits", teacher, ["++method_kwargs.synthetic.augment_mode=per_image"])
 
 
+def test_unaugmented_synthetic_views_read_as_the_probes_do(teacher) -> None:
+    """Table 5 row a (no augmentation) on digits: the synthetic views are the teacher's images
+    in grayscale when the probes read grayscale (``data.eval_grayscale``), in colour without."""
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    fit = ["optimizer.batch_size=8", "method_kwargs.proj_output_dim=80"]  # depth 0: teacher's
+    gray = build("ablation_a_digits", teacher, fit).synthetic_augment
+    view = gray(images, torch.Generator().manual_seed(4))
+    raw = view * torch.tensor(gray.std).view(1, 3, 1, 1) + torch.tensor(gray.mean).view(1, 3, 1, 1)
+    assert torch.allclose(raw[:, 0], raw[:, 1], atol=1e-5)
+    assert torch.allclose(raw[:, 0], raw[:, 2], atol=1e-5)
+    colour = [*fit, "data.eval_grayscale=False"]
+    assert build("ablation_a_digits", teacher, colour).synthetic_augment is None
+
+
 def test_stream_is_per_rank_and_resumes_from_a_checkpoint(teacher, monkeypatch) -> None:
     overrides = ["optimizer.batch_size=8"]
     first = build("vicreg_syn_digits", teacher, overrides)

@@ -380,7 +380,7 @@ def main_linear_error(pretrain_run: Path, tmp_path: Path, *overrides: str) -> st
     return message
 
 
-def test_cli_reports_bad_input_in_one_line_before_training(pretrain_run, tmp_path):
+def test_cli_reports_bad_input_in_one_line_before_training(pretrain_run, cifar_root, tmp_path):
     nowhere = tmp_path / "no-cifar-here"
     message = main_linear_error(
         pretrain_run, tmp_path, f"data.train_path={nowhere}", f"data.val_path={nowhere}"
@@ -392,6 +392,12 @@ def test_cli_reports_bad_input_in_one_line_before_training(pretrain_run, tmp_pat
     message = main_linear_error(pretrain_run, tmp_path, f"+resume_from_checkpoint={truncated}")
     assert message.startswith("main_linear.py: resume_from_checkpoint=")
     assert "is not a readable Lightning checkpoint" in message
+
+    # pretrained on colour images (no data.eval_grayscale in its args.json), evaluated in gray
+    data = [f"data.train_path={cifar_root}", f"data.val_path={cifar_root}"]
+    message = main_linear_error(pretrain_run, tmp_path, *data, "+data.eval_grayscale=True")
+    assert "pretrained with data.eval_grayscale=False" in message
+    assert "set data.eval_grayscale=False" in message
 
     missing = tmp_path / "missing.ckpt"
     result = subprocess.run(

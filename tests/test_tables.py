@@ -1,7 +1,7 @@
 """One yaml per table row: every baseline, ablation (Table 5) and knowledge-source (Table 1)
 config composes, parses and carries its row's settings; ``benchmarks/table2.py``,
-``table5.py`` and ``bank_accuracy.py`` run end to end in ``--quick`` mode, and a rerun reuses
-finished runs."""
+``table5.py``, ``bank_accuracy.py`` and ``teacher_curve.py`` run end to end in ``--quick``
+mode, and a rerun reuses finished runs."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def run_script(monkeypatch, script: str, *args: str) -> None:
     [
         ("table2", ["vicreg_mix_digits"]),
         ("table5", ["ablation_a_digits"]),
-        ("bank_accuracy", ["sqsp_digits-bank-256"]),
+        ("bank_accuracy", ["sqsp_digits-bank-1024"]),
     ],
 )
 def test_table_scripts_quick(tmp_path, monkeypatch, script: str, rows: list[str]) -> None:
@@ -133,6 +133,46 @@ def test_table_scripts_quick(tmp_path, monkeypatch, script: str, rows: list[str]
     assert {"raw pixels", "random-init ResNet18"} <= set(result["floors"])
     assert Path(tmp_path / f"{script}.md").read_text().count("\n|") >= len(rows) + 2
     assert Path(tmp_path / f"{script}.png").stat().st_size > 0
+
+
+def test_teacher_curve_quick_trains_each_student_on_its_teacher_and_resumes(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """Fig. 6 in miniature: a snapshot's students train on that snapshot (the bundled teacher's
+    would be table2.py's runs), its quality is measured once and cached by file hash, and a
+    rerun reuses every run and the quality."""
+    monkeypatch.chdir(tmp_path)
+    snapshot = str(REPO_ROOT / "benchmarks" / "teacher_snapshots" / "digits_teacher-005000.pt")
+    flags = ["--quick", "--teachers", snapshot, "--work-dir", "runs", "--out", "curve.json"]
+    run_script(monkeypatch, "teacher_curve", *flags)
+    first = json.loads(Path("curve.json").read_text())
+    (point,) = first["points"]
+    assert point["teacher"] == snapshot
+    assert point["quality"]["teacher_extra"]["iterations"] == 5000
+    assert point["quality"]["fd_vs_train_split"]["teacher"] > 0.0
+    for label in ("Squeeze", "Sq & Sp"):
+        assert point[label]["overrides"] == [f"++method_kwargs.teacher.path={snapshot}"]
+        assert 0.0 <= point[label]["knn_top1_mean"] <= 100.0
+    assert [row["config"] for row in first["references"]] == [
+        "vicreg_real_digits",
+        "vicreg_mix_digits",
+    ]
+    teachers_used = {
+        json.loads(path.read_text())["config"]["method_kwargs"].get("teacher", {}).get("path")
+        for path in Path("runs").rglob("result.json")
+        if "squeeze" in str(path) or "sqsp" in str(path)
+    }
+    assert teachers_used == {snapshot}
+    assert Path("curve.png").stat().st_size > 0 and "Frechet" in Path("curve.md").read_text()
+    cached = Path("runs/teacher_quality.json").read_text()
+    capsys.readouterr()
+    run_script(monkeypatch, "teacher_curve", *flags)
+    assert capsys.readouterr().out.count(": reused") == 4
+    assert Path("runs/teacher_quality.json").read_text() == cached
+    assert json.loads(Path("curve.json").read_text())["points"] == first["points"]
+    monkeypatch.setattr(sys, "argv", ["teacher_curve", "--rows", "sqsp_digits"])
+    with pytest.raises(SystemExit, match="--teachers"):
+        __import__("teacher_curve").main()
 
 
 def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypatch, capsys) -> None:

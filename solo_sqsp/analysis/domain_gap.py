@@ -80,6 +80,7 @@ def measure_domain_gap(
         crop_size=student.crop_size,
         normalization=student.normalization,
         batch_size=batch_size,
+        grayscale=student.grayscale,
     )
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
     synthetic_features = student.features(samples.views, batch_size)

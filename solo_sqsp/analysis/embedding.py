@@ -168,6 +168,7 @@ def run_embedding(
         crop_size=student.crop_size if student else None,
         normalization=student.normalization if student else None,
         batch_size=batch_size,
+        grayscale=bool(student and student.grayscale),
     )
     representations = {
         "generator_features": ("generator features", samples.generator_features),

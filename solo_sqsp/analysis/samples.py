@@ -70,6 +70,7 @@ def draw_samples(
     crop_size: int | None = None,
     normalization: Normalization | None = None,
     batch_size: int = 256,
+    grayscale: bool = False,
 ) -> TeacherSamples:
     """``num_samples`` teacher samples from one ``torch.Generator`` seeded with ``seed``; the
     latents are the mapping network's output when it is the teacher's last feature (see
@@ -82,7 +83,9 @@ def draw_samples(
     if crop_size is not None:
         if normalization is None:
             raise ValueError("student views need the normalisation statistics with the crop size")
-        to_view = BatchAugment.normalize_only(crop_size, normalization.mean, normalization.std)
+        to_view = BatchAugment.normalize_only(
+            crop_size, normalization.mean, normalization.std, grayscale=grayscale
+        )
     with_latent = teacher.feature_names[-1] == MAPPING_FEATURE
     rng = torch.Generator(device=teacher.device).manual_seed(seed)
     features, latents, classes, views = [], [], [], []

@@ -17,6 +17,7 @@ from torchvision import transforms
 from solo_sqsp.config import omegaconf_select
 from solo_sqsp.data import Normalization, pretrain_normalization
 from solo_sqsp.data.datasets import Split, dataset_builder
+from solo_sqsp.data.transforms import eval_grayscale
 from solo_sqsp.evaluation import CheckpointError, PretrainedBackbone, load_frozen_backbone
 from solo_sqsp.evaluation.checkpoint import ARGS_FILE
 from solo_sqsp.evaluation.knn import extract_features
@@ -41,15 +42,23 @@ class Student:
             [module(batch.to(self.device)).float().cpu() for batch in views.split(batch_size)]
         )
 
+    @property
+    def grayscale(self) -> bool:
+        """Whether the run read its clean views in grayscale (``data.eval_grayscale``)."""
+        return eval_grayscale(self.cfg)
+
     def teacher_path(self) -> str | None:
         """``method_kwargs.teacher.path`` of the pretraining run (None for teacher-free runs)."""
         return omegaconf_select(self.cfg, "method_kwargs.teacher.path")
 
     def real_view_transform(self) -> transforms.Compose:
         """A real image as the student's pretraining view without the random augmentation:
-        resized (bicubic, shorter side) and centre-cropped to the crop size, normalised."""
+        resized (bicubic, shorter side) and centre-cropped to the crop size, in grayscale with
+        ``data.eval_grayscale``, normalised."""
+        gray = [transforms.Grayscale(num_output_channels=3)] if self.grayscale else []
         return transforms.Compose(
             [
+                *gray,
                 transforms.Resize(self.crop_size, interpolation=Image.Resampling.BICUBIC),
                 transforms.CenterCrop(self.crop_size),
                 transforms.ToTensor(),

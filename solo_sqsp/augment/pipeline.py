@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from solo_sqsp.augment.color import apply_color_affine, flat_pixels, grayscale_matrix
-from solo_sqsp.augment.config import AugmentSpec, CropSpec, resolve_mean_std
+from solo_sqsp.augment.config import AugmentSpec, CropSpec, ProbSpec, resolve_mean_std
 from solo_sqsp.augment.filters import blur_matrix, blur_radius, equalize, solarize
 from solo_sqsp.augment.geometry import (
     INTERPOLATIONS,
@@ -186,10 +186,15 @@ class BatchAugment:
         mean: Sequence[float],
         std: Sequence[float],
         interpolation: str = "bilinear",
+        grayscale: bool = False,
     ) -> BatchAugment:
-        """No random op: resize (the central square) to ``crop_size`` and normalise (Table 5,
-        row a: no augmentation of synthetic images)."""
-        spec = AugmentSpec(crop_size=crop_size, rrc=CropSpec(enabled=False))
+        """No random op: resize (the central square) to ``crop_size``, optionally convert to
+        grayscale, and normalise (Table 5, row a: no augmentation of synthetic images)."""
+        spec = AugmentSpec(
+            crop_size=crop_size,
+            rrc=CropSpec(enabled=False),
+            grayscale=ProbSpec(prob=1.0 if grayscale else 0.0),
+        )
         return cls(spec, mean, std, interpolation)
 
     @property

@@ -9,7 +9,8 @@ operations in the same order with the same random draws, so a seeded image gives
 
 Evaluation (linear, k-NN): solo-learn's ``prepare_transforms``: random-resized crop (scale 0.08-1)
 and flip for training, a plain resize for validation, at a crop size that may be overridden (the
-paper's Table 6 evaluates STL10 at 64 px and ImageNet at 96 px).
+paper's Table 6 evaluates STL10 at 64 px and ImageNet at 96 px). ``data.eval_grayscale: True``
+converts every evaluation image to grayscale first, for views that are always grayscale.
 """
 
 from __future__ import annotations
@@ -200,6 +201,15 @@ def make_pretrain_transform(
     )
 
 
+def eval_grayscale(cfg: DictConfig) -> bool:
+    """``data.eval_grayscale`` (default False): evaluation reads images in grayscale (three
+    equal channels), as pretraining views with ``grayscale.prob: 1`` do."""
+    value = omegaconf_select(cfg, "data.eval_grayscale", False)
+    if not isinstance(value, bool):
+        raise DataConfigError(f"data.eval_grayscale={value!r}: expected True or False")
+    return value
+
+
 def make_classification_transforms(
     cfg: DictConfig, crop_size: int | None = None, backend: Backend | None = None
 ) -> tuple[Transform, Transform]:
@@ -212,9 +222,13 @@ def make_classification_transforms(
     size = builder.eval_crop_size if crop_size is None else crop_size
     if not isinstance(size, int) or size < 1:
         raise DataConfigError(f"crop_size={crop_size!r}: expected a positive integer")
+    gray = [transforms.Grayscale(num_output_channels=3)] if eval_grayscale(cfg) else []
     native = builder.solo_learn_native and size == builder.eval_crop_size
     if resolve_backend(backend) == "solo-learn" and native:
-        return solo_classification_data().prepare_transforms(cfg.data.dataset)
+        solo_train, solo_val = solo_classification_data().prepare_transforms(cfg.data.dataset)
+        if not gray:
+            return solo_train, solo_val
+        return transforms.Compose([*gray, solo_train]), transforms.Compose([*gray, solo_val])
     normalize = [
         transforms.ToTensor(),
         transforms.Normalize(builder.eval_normalization.mean, builder.eval_normalization.std),
@@ -222,6 +236,7 @@ def make_classification_transforms(
     flip = [transforms.RandomHorizontalFlip()] if builder.eval_train_flip else []
     train = transforms.Compose(
         [
+            *gray,
             transforms.RandomResizedCrop(size=size, scale=builder.eval_train_crop_scale),
             *flip,
             *normalize,
@@ -231,4 +246,4 @@ def make_classification_transforms(
         resize = [transforms.Resize((size, size))]
     else:
         resize = [transforms.Resize(round(size * EVAL_RESIZE_RATIO)), transforms.CenterCrop(size)]
-    return train, transforms.Compose([*resize, *normalize])
+    return train, transforms.Compose([*gray, *resize, *normalize])

@@ -15,7 +15,7 @@ from solo_sqsp.config import omegaconf_select
 from solo_sqsp.data.datasets import DatasetBuilder, dataset_builder
 from solo_sqsp.data.errors import DataConfigError
 from solo_sqsp.data.subsample import check_fraction
-from solo_sqsp.data.transforms import check_augmentations
+from solo_sqsp.data.transforms import check_augmentations, eval_grayscale
 
 Stage = Literal["pretrain", "classification"]
 SUPPORTED_FORMAT = "image_folder"
@@ -33,7 +33,7 @@ UNSUPPORTED_FORMATS = {
 
 def check_data_keys(cfg: DictConfig) -> DatasetBuilder:
     """Check ``data.dataset``, ``data.format``, ``data.fraction``, ``data.num_workers``,
-    ``data.no_labels``; return the dataset's builder."""
+    ``data.no_labels``, ``data.eval_grayscale``; return the dataset's builder."""
     builder = dataset_builder(cfg)
     data_format = omegaconf_select(cfg, "data.format", SUPPORTED_FORMAT)
     if data_format in UNSUPPORTED_FORMATS:
@@ -56,6 +56,7 @@ def check_data_keys(cfg: DictConfig) -> DatasetBuilder:
     no_labels = omegaconf_select(cfg, "data.no_labels", False)
     if not isinstance(no_labels, bool):
         raise DataConfigError(f"data.no_labels={no_labels!r}: expected True or False")
+    eval_grayscale(cfg)
     return builder
 
 

@@ -29,6 +29,7 @@ from solo_sqsp.backbones import BACKBONES, build_backbone
 from solo_sqsp.bounded_text import clipped, shown
 from solo_sqsp.checkpointing import load_failure_reason
 from solo_sqsp.config import omegaconf_select
+from solo_sqsp.data.transforms import eval_grayscale
 from solo_sqsp.pickle_scan import PickleScanError, scan_torch_file
 
 BACKBONE_PREFIX = "backbone."
@@ -79,6 +80,20 @@ class PretrainedBackbone:
     spec: BackboneSpec
     checkpoint: Path
     pretrain_args: dict[str, Any] | None
+
+    def check_input(self, cfg: DictConfig) -> None:
+        """CheckpointError unless the evaluation reads images as the pretraining's evaluation
+        did: ``data.eval_grayscale`` of ``cfg`` and of ``args.json`` (absent: False) agree."""
+        data = (self.pretrain_args or {}).get("data") or {}
+        trained = data.get("eval_grayscale", False) if isinstance(data, dict) else False
+        asked = eval_grayscale(cfg)
+        if trained != asked:
+            raise CheckpointError(
+                f"the checkpoint was pretrained with data.eval_grayscale={trained} "
+                f"({ARGS_FILE}), the evaluation config has data.eval_grayscale={asked}: "
+                f"set data.eval_grayscale={trained} so the backbone sees the images it was "
+                "trained on"
+            )
 
     def describe(self) -> str:
         """One line for the log: architecture and source."""

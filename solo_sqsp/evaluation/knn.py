@@ -160,6 +160,7 @@ def run_knn(cfg: DictConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     pretrained = load_frozen_backbone(cfg)
     validate_data_cfg(cfg, "classification")
+    pretrained.check_input(cfg)
     train_loader, val_loader = make_classification_dataloaders(
         cfg, cfg.knn.batch_size, crop_size=cfg.data.crop_size, train_augmentation=False
     )

@@ -76,6 +76,7 @@ def run_linear(cfg: DictConfig) -> dict[str, Any]:
     check_loggers(cfg)
     pretrained = load_frozen_backbone(cfg)
     validate_data_cfg(cfg, "classification")
+    pretrained.check_input(cfg)
     train_loader, val_loader = make_classification_dataloaders(
         cfg, cfg.optimizer.batch_size, crop_size=cfg.data.crop_size
     )

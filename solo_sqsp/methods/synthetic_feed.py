@@ -32,6 +32,7 @@ from torch import Tensor
 from solo_sqsp.augment import BatchAugment
 from solo_sqsp.config import omegaconf_select
 from solo_sqsp.data import pretrain_normalization
+from solo_sqsp.data.transforms import eval_grayscale
 from solo_sqsp.synthetic import SyntheticBatch
 from solo_sqsp.synthetic_sources import (
     SYNTHETIC_DEFAULTS,
@@ -124,16 +125,20 @@ class SyntheticFeed:
         self.synthetic_num_views = num_views
         real_views = cfg.augmentations[0]
         self.normalization = pretrain_normalization(cfg, real_views)
-        self.synthetic_augment = (
-            BatchAugment.from_cfg(
+        mean, std = self.normalization.mean, self.normalization.std
+        if kwargs.augment_synthetic:
+            self.synthetic_augment = BatchAugment.from_cfg(
                 kwargs.synthetic_augmentation or real_views,
-                mean=self.normalization.mean,
-                std=self.normalization.std,
+                mean=mean,
+                std=std,
                 mode=synthetic_settings(kwargs.synthetic)["augment_mode"],
             )
-            if kwargs.augment_synthetic
-            else None
-        )
+        elif eval_grayscale(cfg):  # the un-augmented view is the one the probes read
+            self.synthetic_augment = BatchAugment.normalize_only(
+                teacher.resolution, mean, std, grayscale=True
+            )
+        else:
+            self.synthetic_augment = None
         return teacher
 
     def on_fit_start(self) -> None:
