@@ -133,9 +133,9 @@ class SyntheticFeed:
                 std=std,
                 mode=synthetic_settings(kwargs.synthetic)["augment_mode"],
             )
-        elif eval_grayscale(cfg):  # the un-augmented view is the one the probes read
+        elif eval_grayscale(cfg):  # the un-augmented view (as the source builds it), in gray
             self.synthetic_augment = BatchAugment.normalize_only(
-                teacher.resolution, mean, std, grayscale=True
+                real_views.crop_size, mean, std, grayscale=True
             )
         else:
             self.synthetic_augment = None
