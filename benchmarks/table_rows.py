@@ -14,7 +14,8 @@ Floors (raw pixels, random-init ResNet18, optionally the supervised ceiling) com
 
 Each finished (row, seed) leaves ``result.json`` (its composed config and probe results) in its
 run folder under ``--work-dir``; a rerun with the same work dir reuses every run whose config is
-unchanged, so an interrupted table resumes at the first unfinished run (``--fresh`` retrains).
+unchanged, so an interrupted table resumes at the first unfinished run (``--fresh`` retrains);
+``--ledger`` also keeps them in a file that can be committed (``run_ledger.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from digits_floors import features, grayscale, knn_top1, linear_top1, normalised
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
+from run_ledger import RunLedger
 from torch import Tensor
 
 from solo_sqsp.backbones import build_backbone
@@ -125,14 +127,13 @@ def compose_row(row: Row, budget: Budget, seed: int, out_dir: Path) -> DictConfi
 def shrink_widths(cfg: DictConfig, width: int) -> None:
     """Every projector, squeeze and predictor width of ``cfg`` set to ``width`` (smoke runs)."""
     kwargs = cfg.method_kwargs
-    if cfg.method == "sqsp":
-        if kwargs.squeeze.depth > 0:  # depth 0: the output width is the teacher features'
-            kwargs.squeeze.hidden_dim = kwargs.squeeze.out_dim = width
-            kwargs.proj_output_dim = width
-    else:
-        kwargs.proj_hidden_dim = kwargs.proj_output_dim = width
-        if cfg.method == "simsiam":
-            kwargs.pred_hidden_dim = max(width // 4, 8)
+    kwargs.proj_hidden_dim = width
+    if cfg.method != "sqsp" or kwargs.squeeze.depth > 0:  # depth 0: the teacher features' width
+        kwargs.proj_output_dim = width
+    if cfg.method == "sqsp" and kwargs.squeeze.depth > 0:
+        kwargs.squeeze.hidden_dim = kwargs.squeeze.out_dim = width
+    if cfg.method == "simsiam":
+        kwargs.pred_hidden_dim = max(width // 4, 8)
 
 
 class TrainingClock(Callback):
@@ -244,16 +245,30 @@ def cached_result(run_dir: Path, composed: Any) -> dict[str, Any] | None:
 
 
 def run_row(
-    row: Row, budget: Budget, seed: int, data: EvalData, out_dir: Path, fresh: bool = False
+    row: Row,
+    budget: Budget,
+    seed: int,
+    data: EvalData,
+    out_dir: Path,
+    fresh: bool = False,
+    ledger: RunLedger | None = None,
 ) -> dict[str, Any]:
     """Pretrain ``row`` with ``seed``, then probe its frozen backbone (or reuse a finished run
-    of the same config, unless ``fresh``)."""
+    of the same config from its run folder or the ``ledger``, unless ``fresh``); the ``ledger``
+    records the result either way."""
     cfg = compose_row(row, budget, seed, out_dir / row.name)
     planned_dir = run_dir_for(cfg)
     composed = OmegaConf.to_container(cfg)  # before run_pretrain fills in its defaults
-    if not fresh and (result := cached_result(planned_dir, composed)) is not None:
-        print(f"{row.label} seed {seed}: reused {planned_dir / RESULT_FILE}", flush=True)
-        return result
+    key = f"{row.name}/seed{seed}"
+    if not fresh:
+        result, source = cached_result(planned_dir, composed), planned_dir / RESULT_FILE
+        if result is None and ledger is not None:
+            result, source = ledger.result(key, composed), ledger.path
+        if result is not None:
+            print(f"{row.label} seed {seed}: reused {source}", flush=True)
+            if ledger is not None:
+                ledger.record(key, composed, result)
+            return result
     shutil.rmtree(planned_dir, ignore_errors=True)  # a stale last.ckpt would be read below
     clock = TrainingClock()
     metrics = run_pretrain(cfg, callbacks=[clock])
@@ -272,6 +287,8 @@ def run_row(
     )
     record = {"config": composed, "result": result}
     (run_dir / RESULT_FILE).write_text(json.dumps(record, indent=2))
+    if ledger is not None:
+        ledger.record(key, composed, result)
     print(f"{row.label} seed {seed}: {result}", flush=True)
     return result
 
@@ -413,6 +430,7 @@ def parse_args(
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--work-dir", default="table_runs", help="checkpoints of every run")
     parser.add_argument("--fresh", action="store_true", help="retrain runs finished before")
+    parser.add_argument("--ledger", help="JSON file of finished runs to reuse and add to")
     parser.add_argument("--md", help="markdown output (default: <out stem>.md)")
     parser.add_argument("--plot", help="bar plot PNG (default: <out stem>.png)")
     parser.add_argument("--out", help="JSON results")
@@ -466,12 +484,16 @@ def measure_rows(
     if len(gray) > 1:
         raise SystemExit("the selected rows disagree on data.eval_grayscale; probe them apart")
     data = EvalData.load(budget.eval_images, gray.pop())
+    ledger = RunLedger(args.ledger) if args.ledger else None
     results = [
         (
             row,
             summarise(
                 row,
-                [run_row(row, budget, seed, data, out_dir, args.fresh) for seed in budget.seeds],
+                [
+                    run_row(row, budget, seed, data, out_dir, args.fresh, ledger)
+                    for seed in budget.seeds
+                ],
             ),
         )
         for row in selected

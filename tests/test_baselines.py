@@ -18,7 +18,7 @@ from solo_sqsp.config import parse_cfg
 from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.methods import ACTIVE_BASE, SimSiam, VICReg, get_method
 from solo_sqsp.methods.domains import DomainMixin
-from solo_sqsp.methods.heads import head_choice
+from solo_sqsp.methods.heads import HEADS, head_choice
 from solo_sqsp.methods.simsiam import negative_cosine_loss, output_std, simsiam_loss
 from solo_sqsp.methods.synthetic_feed import SYNTHETIC_STATE_KEY
 from solo_sqsp.pretrain import run_pretrain
@@ -108,14 +108,13 @@ DIGITS_CONFIGS = REPO_ROOT / "scripts" / "pretrain" / "digits"
 OUT, PRED = 32, 8  # projector output and predictor hidden widths of the head tests
 
 
-def digits_model(config: str, head: str, drop_proj_layers: bool = False, *overrides: str):
-    """The ``config`` method with ``method_kwargs.head=head`` (``proj_layers`` removed: the head's
-    default applies)."""
+def digits_model(config: str, head: str | None, drop_proj_layers: bool = False, *overrides: str):
+    """The ``config`` method with ``method_kwargs.head=head`` (None: unset, the method's default
+    applies; ``proj_layers`` removed: the head's default applies)."""
     with initialize_config_dir(config_dir=str(DIGITS_CONFIGS), version_base="1.2"):
         cfg = compose(
             config,
             [
-                f"++method_kwargs.head={head}",
                 "++method_kwargs.proj_hidden_dim=64",
                 f"method_kwargs.proj_output_dim={OUT}",
                 f"++method_kwargs.pred_hidden_dim={PRED}",
@@ -123,8 +122,12 @@ def digits_model(config: str, head: str, drop_proj_layers: bool = False, *overri
                 *overrides,
             ],
         )
+    OmegaConf.set_struct(cfg, False)
+    OmegaConf.update(cfg, "method_kwargs.head", head, force_add=True)
+    if head is None:
+        cfg.method_kwargs.pop("head")
     if drop_proj_layers:
-        del cfg.method_kwargs.proj_layers
+        cfg.method_kwargs.pop("proj_layers", None)
     return get_method(cfg.method)(parse_cfg(cfg))
 
 
@@ -151,7 +154,7 @@ def test_authors_heads_have_the_reference_shapes_and_train() -> None:
     assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine
     assert shapes(simsiam.predictor) == [(PRED, OUT), (PRED,), (PRED,), (OUT, PRED), (OUT,)]
     assert digits_model("simsiam_real_digits", "authors").cfg.method_kwargs.proj_layers == 2
-    deeper = digits_model("simsiam_real_digits", "authors", False, "method_kwargs.proj_layers=5")
+    deeper = digits_model("simsiam_real_digits", "authors", False, "++method_kwargs.proj_layers=5")
     assert shapes(deeper.projector) == block(d) * 4 + [(OUT, d)]
 
     rng = torch.Generator().manual_seed(0)
@@ -188,11 +191,28 @@ def test_solo_heads_are_solo_learns() -> None:
     assert shapes(simsiam.predictor) == [(PRED, OUT), (PRED,), (PRED,), (OUT, PRED), (OUT,)]
 
 
+def test_sqsp_student_has_the_vicreg_baselines_projector() -> None:
+    """Either head gives Sq&Sp's student the projector of the VICReg row it is compared with; the
+    paper's (``authors``) unless the config names another."""
+    for head in HEADS:
+        sqsp = digits_model("sqsp_digits", head)
+        assert shapes(sqsp.projector) == shapes(digits_model("vicreg_real_digits", head).projector)
+        features = [torch.randn(2, d) for d in sqsp.squeeze.in_dims]
+        assert sqsp.squeeze(features).shape == (2, OUT)
+    default = digits_model("sqsp_digits", None, True)
+    assert default.cfg.method_kwargs.head == "authors"
+    assert shapes(default.projector) == block(default.features_dim) * 4 + [
+        (OUT, default.features_dim)
+    ]
+
+
 def test_unknown_or_unavailable_head_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"method_kwargs.head='author': .*\('solo', 'authors'\)"):
         digits_model("vicreg_real_digits", "author")
     cfg = OmegaConf.create({"method_kwargs": {"head": "authors"}})
-    with pytest.raises(ValueError, match=r"head='authors' applies to \['simsiam', 'vicreg'\]"):
+    with pytest.raises(
+        ValueError, match=r"head='authors' applies to \['simsiam', 'sqsp', 'vicreg'\]"
+    ):
         head_choice(cfg, "byol")
 
 

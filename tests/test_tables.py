@@ -176,8 +176,9 @@ def test_teacher_curve_quick_trains_each_student_on_its_teacher_and_resumes(
 
 
 def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypatch, capsys) -> None:
-    """An interrupted table resumes: a rerun in the same work dir reuses every finished run of an
-    unchanged config, and retrains a run whose config changed (here the projector width)."""
+    """An interrupted table resumes: a rerun in the same work dir, or with the ``--ledger`` of
+    finished runs, reuses every finished run of an unchanged config, and retrains a run whose
+    config changed (here the projector width)."""
     monkeypatch.chdir(tmp_path)
     quick = ["--quick", "--rows", "vicreg_real_digits", "--work-dir", "runs"]
     results = []
@@ -185,7 +186,7 @@ def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypat
     given_floors.write_text(
         json.dumps({"rows": {"raw pixels": {"linear_top1": -1.0}, "supervised": {"knn_top1": 99}}})
     )
-    for extra in ([], ["--floors", str(given_floors)], ["--fresh"]):
+    for extra in ([], ["--floors", str(given_floors), "--ledger", "ledger.json"], ["--fresh"]):
         run_script(monkeypatch, "table2", *quick, *extra, "--out", "t.json")
         results.append(json.loads((tmp_path / "t.json").read_text())["rows"][0]["seeds"][0])
         floors = json.loads((tmp_path / "t.json").read_text())["floors"]
@@ -195,6 +196,12 @@ def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypat
     assert printed.count("VICReg seed 0: reused") == 1  # the second run only; --fresh trains
     assert results[1] == results[0]
     assert printed.count("VICReg seed 0: {") == 2
+    # the ledger (filled by the reuse) serves another machine's work dir, and --fresh updated it
+    moved = ["--quick", "--rows", "vicreg_real_digits", "--work-dir", "elsewhere"]
+    run_script(monkeypatch, "table2", *moved, "--ledger", "ledger.json", "--out", "m.json")
+    assert "reused ledger.json" in capsys.readouterr().out
+    assert json.loads(Path("m.json").read_text())["rows"][0]["seeds"][0] == results[0] != {}
+    assert "runs" not in Path("ledger.json").read_text()  # no folder of this machine
     record = json.loads(next(Path("runs").rglob("result.json")).read_text())
     assert record["config"]["method_kwargs"]["proj_output_dim"] == 16
     record["config"]["method_kwargs"]["proj_output_dim"] = 17  # as if the budget had changed

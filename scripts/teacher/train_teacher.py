@@ -8,9 +8,9 @@ teacher, and a PNG grid of its samples. A training state beside it (``--state``,
 budget; ``--snapshot-every N`` also keeps the teacher of every N-th iteration apart (teachers along
 training, e.g. for an accuracy-vs-teacher-quality curve).
 
-The package's embedded teacher ``solo_sqsp/assets/digits_teacher.pt`` is iteration 35,000 of
+The package's embedded teacher ``solo_sqsp/assets/digits_teacher.pt`` is iteration 40,000 of
     python scripts/teacher/train_teacher.py --out digits_teacher.pt --augment translation,color \
-        --iters 35000 --snapshot-every 5000 --threads 1
+        --iters 40000 --snapshot-every 5000 --threads 1
 (trained over several sessions with ``--resume``, which continues exactly; about 1-3 iterations/s
 on a shared 2-core CPU); ``benchmarks/teacher_snapshots/`` keeps earlier iterations of that run.
 Users without a pretrained GAN train one on their own images with ``--data <image folder>``.

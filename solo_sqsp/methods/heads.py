@@ -1,18 +1,20 @@
-"""Projection heads of the two-view baselines: solo-learn's, or those of the paper's reference code.
+"""Projection heads: solo-learn's, or those of the paper's reference code.
 
 ``method_kwargs.head`` picks them for ``vicreg`` and ``simsiam`` (Table 2 baselines), the builtin
-methods and solo-learn's alike (``install_heads`` replaces the heads solo-learn built):
+methods and solo-learn's alike (``install_heads`` replaces the heads solo-learn built), and for the
+``sqsp`` student, whose projector is VICReg's (Sec. 4), so a baseline row and Sq&Sp can share one:
 
-- ``solo`` (default): solo-learn's heads, widths ``proj_hidden_dim`` / ``proj_output_dim`` (and
-  ``pred_hidden_dim`` for SimSiam's predictor); ``proj_layers`` does not apply.
-- ``authors``: the reference code's heads, whose hidden width is the backbone's feature width
-  ``d`` (``proj_hidden_dim`` does not apply); ``proj_layers`` counts the projector's linear layers:
-  VICReg ``(proj_layers - 1) x [Linear(d, d, bias=False), BN, ReLU]`` then
-  ``Linear(d, proj_output_dim, bias=False)`` (its ``ProjExtractor``: the ``sqsp`` student's
-  projector, default 5 as its VICReg scripts); SimSiam the same layers with a last
-  ``BN(affine=False)`` (default 2 as its CIFAR scripts, 3 on STL10) and the predictor
-  ``Linear(o, pred_hidden_dim, bias=False), BN, ReLU, Linear(pred_hidden_dim, o)``. The reference
-  SimSiam's last linear keeps a frozen bias that the following BN cancels; here it has none.
+- ``solo`` (default of ``vicreg``, ``simsiam``): solo-learn's heads, widths ``proj_hidden_dim`` /
+  ``proj_output_dim`` (and ``pred_hidden_dim`` for SimSiam's predictor); ``proj_layers`` does not
+  apply.
+- ``authors`` (default of ``sqsp``: the paper's student): the reference code's heads, whose hidden
+  width is the backbone's feature width ``d`` (``proj_hidden_dim`` does not apply); ``proj_layers``
+  counts the projector's linear layers: VICReg ``(proj_layers - 1) x [Linear(d, d, bias=False), BN,
+  ReLU]`` then ``Linear(d, proj_output_dim, bias=False)`` (its ``ProjExtractor``: the ``sqsp``
+  student's projector, default 5 as its VICReg scripts); SimSiam the same layers with a last
+  ``BN(affine=False)`` (default 2 as its CIFAR scripts, 3 on STL10) and the predictor ``Linear(o,
+  pred_hidden_dim, bias=False), BN, ReLU, Linear(pred_hidden_dim, o)``. The reference SimSiam's last
+  linear keeps a frozen bias that the following BN cancels; here it has none.
 
 The baseline configs inherit ``proj_layers: 5`` from their ``sqsp`` config: with ``head: authors``
 SimSiam needs ``method_kwargs.proj_layers=2`` (3 on STL10) to match the reference scripts.
@@ -27,20 +29,22 @@ from solo_sqsp.config import omegaconf_select, set_method_defaults
 from solo_sqsp.projector import build_projector
 
 HEADS = ("solo", "authors")
-AUTHORS_PROJ_LAYERS = {"vicreg": 5, "simsiam": 2}
+DEFAULT_HEADS = {"vicreg": "solo", "simsiam": "solo", "sqsp": "authors"}
+AUTHORS_PROJ_LAYERS = {"vicreg": 5, "simsiam": 2, "sqsp": 5}
 # solo-learn's CIFAR widths, defaults on both bases (solo-learn's methods assert them, and build
 # their own heads from them before ``install_heads`` swaps in the authors' ones).
 HEAD_WIDTHS = {
     "vicreg": {"proj_hidden_dim": 2048, "proj_output_dim": 2048},
     "simsiam": {"proj_hidden_dim": 2048, "proj_output_dim": 2048, "pred_hidden_dim": 512},
+    "sqsp": {"proj_hidden_dim": 2048, "proj_output_dim": 2048},
 }
 
 
 def head_choice(cfg: omegaconf.DictConfig, method: str) -> str:
-    """``method_kwargs.head`` checked (``solo`` when unset), ``HEAD_WIDTHS`` of ``method`` where
-    unset; with ``authors``, the default ``method_kwargs.proj_layers`` of ``method`` (``vicreg``
-    or ``simsiam``) where unset."""
-    head = omegaconf_select(cfg, "method_kwargs.head", "solo")
+    """``method_kwargs.head`` checked (``DEFAULT_HEADS`` of ``method`` when unset), ``HEAD_WIDTHS``
+    of ``method`` where unset; with ``authors``, the default ``method_kwargs.proj_layers`` of
+    ``method`` where unset."""
+    head = omegaconf_select(cfg, "method_kwargs.head", DEFAULT_HEADS.get(method, "solo"))
     if head not in HEADS:
         raise ValueError(f"method_kwargs.head={head!r}: choose one of {HEADS}")
     if head != "solo" and method not in AUTHORS_PROJ_LAYERS:
@@ -57,7 +61,8 @@ def head_choice(cfg: omegaconf.DictConfig, method: str) -> str:
 
 
 def vicreg_projector(head: str, features_dim: int, kwargs: omegaconf.DictConfig) -> nn.Sequential:
-    """VICReg's projector: solo-learn's 3-layer MLP or the reference code's (module docstring)."""
+    """VICReg's projector, also the ``sqsp`` student's: solo-learn's 3-layer MLP or the reference
+    code's (module docstring)."""
     if head == "authors":
         return build_projector(features_dim, kwargs.proj_output_dim, num_layers=kwargs.proj_layers)
     hidden, out = kwargs.proj_hidden_dim, kwargs.proj_output_dim
@@ -103,8 +108,8 @@ def simsiam_heads(
 
 def install_heads(method: nn.Module, cfg: omegaconf.DictConfig) -> None:
     """Give a constructed ``vicreg`` or ``simsiam`` (solo-learn's, which builds its own heads) the
-    heads ``method_kwargs.head`` names; nothing to do for ``solo``."""
-    if cfg.method_kwargs.head == "solo":
+    heads ``method_kwargs.head`` names; nothing to do for ``solo`` or another method."""
+    if cfg.method_kwargs.head == "solo" or cfg.method not in ("vicreg", "simsiam"):
         return
     if cfg.method == "vicreg":
         method.projector = vicreg_projector(

@@ -36,7 +36,7 @@ def _head_keys(method: str) -> frozenset[str]:
 # What each checked method reads whatever its domain; the two-view methods (``with_domain``) add
 # ``DOMAIN_KEYS``, and ``FEED_KEYS`` off the ``real`` domain.
 METHOD_KEYS: dict[str, frozenset[str]] = {
-    "sqsp": frozenset(SQSP_DEFAULTS) | FEED_KEYS,
+    "sqsp": frozenset(SQSP_DEFAULTS) | FEED_KEYS | _head_keys("sqsp"),
     "vicreg": frozenset(LOSS_WEIGHT_DEFAULTS) | _head_keys("vicreg"),
     "simsiam": _head_keys("simsiam"),
 }

@@ -2,8 +2,9 @@
 
 One training step (Sec. 3, Eq. 7-9 of the paper):
 - Squeeze: a frozen generator teacher draws ``round(a * B)`` samples; the squeeze module maps its
-  pooled block features to ``h``; the student (backbone + 5-layer projector) sees an augmented
-  view of the same images and outputs ``z``; ``L_syn = w_sim MSE(h, z) + w_var v(z) + w_cov c(z)``.
+  pooled block features to ``h``; the student (backbone + projector, 5 layers in the paper) sees an
+  augmented view of the same images and outputs ``z``; ``L_syn = w_sim MSE(h, z) + w_var v(z) +
+  w_cov c(z)``.
 - Span: the remaining ``B - round(a * B)`` real images give two views and ``L_real = VICReg``.
 - ``L = a L_syn + (1 - a) L_real``; ``a = 1`` is "Squeeze" alone: the student then learns from
   synthetic images only, and the real batch feeds the online classifier alone, through an
@@ -29,9 +30,9 @@ from solo_sqsp.losses import (
     vicreg_loss,
 )
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
+from solo_sqsp.methods.heads import head_choice, vicreg_projector
 from solo_sqsp.methods.monitor import monitor_step
 from solo_sqsp.methods.synthetic_feed import SyntheticFeed, add_feed_defaults, split_batch
-from solo_sqsp.projector import build_projector
 from solo_sqsp.squeeze import SqueezeModule, check_student_width
 from solo_sqsp.teachers import GeneratorTeacher
 
@@ -63,9 +64,7 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
         self.real_batch_size = num_real or cfg.optimizer.batch_size
         self.loss_weights = LossWeights.from_method_kwargs(kwargs)
         self.regularize_teacher: bool = kwargs.regularize_teacher
-        self.projector = build_projector(
-            self.features_dim, kwargs.proj_output_dim, num_layers=kwargs.proj_layers
-        )
+        self.projector = vicreg_projector(kwargs.head, self.features_dim, kwargs)
 
         teacher = self.init_synthetic_feed(
             cfg, batch_size=self.num_syn, num_views=1, teacher=teacher
@@ -80,9 +79,11 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """Defaults of the ``sqsp`` keys of ``method_kwargs`` (Table 6 values)."""
+        """Defaults of the ``sqsp`` keys of ``method_kwargs`` (Table 6 values; the projector is
+        the paper's, ``head: authors``, unless ``method_kwargs.head`` says otherwise)."""
         cfg = super(SqueezeAndSpan, SqueezeAndSpan).add_and_assert_specific_cfg(cfg)
         set_method_defaults(cfg, SQSP_DEFAULTS)
+        head_choice(cfg, "sqsp")
         return add_feed_defaults(cfg, require_teacher=True)
 
     @property
