@@ -13,10 +13,10 @@ import hydra
 from omegaconf import DictConfig
 
 import solo_sqsp  # noqa: F401  (registers ``sqsp`` in solo-learn's METHODS when importable)
-from solo_sqsp.checkpointing import CheckpointWriteError
 from solo_sqsp.config_lookup import with_config_path
-from solo_sqsp.numerics import NonFiniteError
-from solo_sqsp.pretrain import run_pretrain
+from solo_sqsp.training.checkpoint_io import CheckpointWriteError
+from solo_sqsp.training.nonfinite import NonFiniteError
+from solo_sqsp.training.pretrain import run_pretrain
 
 DEFAULT_CONFIG = "sqsp_digits"
 LOGGING = {

@@ -2,8 +2,9 @@
 
 What a learned representation has to beat, and what it could reach, in one run:
 
-1. raw pixels: weighted k-NN (k=20, cosine, T=0.07, the online k-NN of ``solo_sqsp.knn``) and a
-   linear classifier (scikit-learn logistic regression on standardised features);
+1. raw pixels: weighted k-NN (k=20, cosine, T=0.07, the online k-NN of
+   ``solo_sqsp.metrics.knn_classifier``) and a linear classifier (scikit-learn logistic regression
+   on standardised features);
 2. a randomly initialised ResNet18 with the CIFAR stem: the same two probes on its frozen,
    globally pooled 512-d features;
 3. a supervised upper bound: the same ResNet18 trained with labels on the training split
@@ -33,9 +34,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
-from solo_sqsp.backbones import build_backbone
 from solo_sqsp.data.digits import NUM_CLASSES, DigitsBuilder, load_embedded_digits
-from solo_sqsp.knn import knn_class_scores
+from solo_sqsp.metrics.knn_classifier import knn_class_scores
+from solo_sqsp.models.backbones import build_backbone
 from solo_sqsp.teachers.training import diff_augment
 
 

@@ -27,8 +27,8 @@ from lightning.pytorch.callbacks import Callback
 from table2 import FULL, ROWS
 from table_rows import compose_row
 
-from solo_sqsp.numerics import NonFiniteError
-from solo_sqsp.pretrain import run_pretrain
+from solo_sqsp.training.nonfinite import NonFiniteError
+from solo_sqsp.training.pretrain import run_pretrain
 
 
 class StepRecorder(Callback):

@@ -6,7 +6,7 @@ the code ``main_pretrain.py`` runs, for each seed; then its frozen backbone is l
 ``solo_sqsp.evaluation.load_frozen_backbone`` and probed on the embedded digits' validation split
 with the probes of ``digits_floors.py`` (in grayscale when the rows' ``data.eval_grayscale``
 says so): linear top-1 with every training label, linear top-1 with 10 labels per class, and
-weighted k-NN top-1 (``solo_sqsp.knn``). The mean per-dimension
+weighted k-NN top-1 (``solo_sqsp.metrics.knn_classifier``). The mean per-dimension
 std of the projector outputs on the validation images (``output_std``: 0 for a collapse to a
 constant, about 1 under the variance term) shows collapses (see ``projector_spread``).
 Floors (raw pixels, random-init ResNet18, optionally the supervised ceiling) come from
@@ -43,13 +43,13 @@ from omegaconf import DictConfig, OmegaConf
 from run_ledger import RunLedger
 from torch import Tensor
 
-from solo_sqsp.backbones import build_backbone
 from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.data.digits import NUM_CLASSES, load_embedded_digits
 from solo_sqsp.evaluation import load_frozen_backbone
 from solo_sqsp.methods import get_method
 from solo_sqsp.methods.simsiam import output_std
-from solo_sqsp.pretrain import run_dir_for, run_pretrain
+from solo_sqsp.models.backbones import build_backbone
+from solo_sqsp.training.pretrain import run_dir_for, run_pretrain
 
 CONFIG_DIR = REPO_ROOT / "scripts" / "pretrain" / "digits"
 RESULT_FILE = "result.json"
@@ -467,15 +467,16 @@ def table_main(table: Table, description: str, full: Budget, quick: Budget) -> d
 def measure_rows(
     rows: Sequence[Row], args: argparse.Namespace, budget: Budget
 ) -> tuple[list[tuple[Row, dict[str, Any]]], EvalData]:
-    """Train and probe each of ``rows`` (those named by ``--rows``, all without it, each with
-    ``--set``'s overrides) for every seed: each row with its summary, and the probe data."""
+    """Train and probe each of ``rows`` (those named by ``--rows``, in that order, all without it,
+    each with ``--set``'s overrides) for every seed: each row with its summary, and the probe
+    data."""
+    by_name = {row.name: row for row in rows}
+    if unknown := [name for name in args.rows or () if name not in by_name]:
+        raise SystemExit(f"--rows {' '.join(unknown)}: not rows of this table {list(by_name)}")
     selected = [
-        replace(row, overrides=(*row.overrides, *args.set))
-        for row in rows
-        if not args.rows or row.name in args.rows
+        replace(by_name[name], overrides=(*by_name[name].overrides, *args.set))
+        for name in args.rows or by_name
     ]
-    if not selected:
-        raise SystemExit(f"--rows matches none of {[row.name for row in rows]}")
     out_dir = Path(args.work_dir)
     gray = {
         bool(compose_row(row, budget, budget.seeds[0], out_dir).data.get("eval_grayscale"))

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from solo_sqsp.lars import LARS
+from solo_sqsp.optim.lars import LARS
 
 NUM_CLASSES_PER_DATASET = {
     "cifar10": 10,

@@ -21,8 +21,8 @@ from solo_sqsp.analysis.__main__ import main
 from solo_sqsp.analysis.samples import sampled_classes
 from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.evaluation import CheckpointError
-from solo_sqsp.pretrain import run_pretrain
 from solo_sqsp.teachers.network_pickle import save_teacher_checkpoint
+from solo_sqsp.training.pretrain import run_pretrain
 
 BUNDLED_TEACHER = "bundled:digits_teacher.pt"
 

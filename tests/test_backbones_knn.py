@@ -10,8 +10,8 @@ import torch
 from omegaconf import OmegaConf
 from torchvision import models
 
-from solo_sqsp.backbones import build_backbone, uses_cifar_stem
-from solo_sqsp.knn import WeightedKNNClassifier, knn_class_scores
+from solo_sqsp.metrics.knn_classifier import WeightedKNNClassifier, knn_class_scores
+from solo_sqsp.models.backbones import build_backbone, uses_cifar_stem
 
 
 def layer4_size(backbone: torch.nn.Module, resolution: int) -> tuple[int, int]:

@@ -17,12 +17,12 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from solo_sqsp.knn import WeightedKNNClassifier
-from solo_sqsp.lars import LARS
-from solo_sqsp.lr_schedule import build_lr_scheduler
 from solo_sqsp.methods import base
 from solo_sqsp.methods.builtin_base import BaseMethod as BuiltinBaseMethod
 from solo_sqsp.methods.knn_bank import knn_validation_loaders
+from solo_sqsp.metrics.knn_classifier import WeightedKNNClassifier
+from solo_sqsp.optim.lars import LARS
+from solo_sqsp.optim.lr_schedule import build_lr_scheduler
 
 NUM_CLASSES, NUM_SAMPLES, RESOLUTION, BATCH = 4, 32, 16, 8
 CHANNELS_LAST = torch.channels_last  # the bases forward in it (performance.disable_channel_last)

@@ -1,5 +1,5 @@
-"""Atomic checkpoint writes (``solo_sqsp.checkpointing``): the target holds the old or the new
-checkpoint, whole; failures name the path, the cause, the intact checkpoints and the fix.
+"""Atomic checkpoint writes (``solo_sqsp.training.checkpoint_io``): the target holds the old or the
+new checkpoint, whole; failures name the path, the cause, the intact checkpoints and the fix.
 (Full disk and unwritable folders during a real run: ``test_resume.py``.)"""
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from solo_sqsp.checkpointing import AtomicCheckpointIO, CheckpointWriteError, write_atomically
+from solo_sqsp.training.checkpoint_io import (
+    AtomicCheckpointIO,
+    CheckpointWriteError,
+    write_atomically,
+)
 
 
 def test_write_replaces_the_checkpoint_and_leaves_no_temporary_file(tmp_path: Path) -> None:

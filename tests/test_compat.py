@@ -36,7 +36,7 @@ def solo_learn_checkout() -> str:
 
 BASES_SCRIPT = """
     import sys
-    import solo_sqsp.pretrain, solo_sqsp.evaluation.linear, solo_sqsp.evaluation.knn
+    import solo_sqsp.training.pretrain, solo_sqsp.evaluation.linear, solo_sqsp.evaluation.knn
     from solo_sqsp.data import active_backend
     from solo_sqsp.evaluation.linear_model import linear_implementation
     from solo_sqsp.methods import ACTIVE_BASE, BaseMethod

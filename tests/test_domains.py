@@ -14,7 +14,7 @@ from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.methods import SqueezeAndSpan, get_method
 from solo_sqsp.methods.domains import UNLABELLED, DomainMixin, domain_split
 from solo_sqsp.methods.synthetic_feed import SYNTHETIC_STATE_KEY, SyntheticFeed
-from solo_sqsp.synthetic import SyntheticSource
+from solo_sqsp.synthetic.stream import SyntheticSource
 from solo_sqsp.teachers import GeneratorTeacher
 
 DIGITS = REPO_ROOT / "scripts" / "pretrain" / "digits"

@@ -19,13 +19,13 @@ from nvidia_pickle_factory import nvidia_network_pickle
 from small_generator import small_generator
 from tiny_pretrain import run_main_pretrain, tiny_config, write_inputs
 
-from solo_sqsp.numerics import NonFiniteError
-from solo_sqsp.preflight import check_teacher_fits_views
-from solo_sqsp.pretrain import run_pretrain
 from solo_sqsp.teachers import build_teacher
 from solo_sqsp.teachers.errors import UnsafePickleError
 from solo_sqsp.teachers.network_pickle import save_teacher_checkpoint
 from solo_sqsp.teachers.stylegan2 import Generator
+from solo_sqsp.training.nonfinite import NonFiniteError
+from solo_sqsp.training.preflight import check_teacher_fits_views
+from solo_sqsp.training.pretrain import run_pretrain
 
 
 @pytest.fixture(scope="module")

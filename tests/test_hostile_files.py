@@ -215,9 +215,9 @@ CASES: dict[str, tuple[str, Callable[[], bytes], str, str]] = {
 
 
 def _loaders() -> dict[str, Callable[[Path], object]]:
-    from solo_sqsp.checkpointing import resume_step
     from solo_sqsp.evaluation.checkpoint import read_state_dict
     from solo_sqsp.teachers.network_pickle import load_network_pkl, load_teacher_checkpoint
+    from solo_sqsp.training.checkpoint_io import resume_step
 
     def network(path: Path) -> object:
         with open(path, "rb") as stream:

@@ -1,7 +1,7 @@
 """Linear and k-NN evaluation of pretraining checkpoints.
 
-A real pretraining run (``solo_sqsp.pretrain.run_pretrain`` with a tiny registered method, one
-epoch on stand-in CIFAR-10 files) writes the checkpoint and ``args.json`` that everything here
+A real pretraining run (``solo_sqsp.training.pretrain.run_pretrain`` with a tiny registered method,
+one epoch on stand-in CIFAR-10 files) writes the checkpoint and ``args.json`` that everything here
 evaluates: loading it the way solo-learn's ``main_linear.py`` does, ``main_linear.py`` and
 ``main_knn.py`` end to end, the frozen-backbone protocol, and the one-line errors for bad input.
 """
@@ -29,15 +29,15 @@ from standin_data import trust_checksums, write_cifar
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.datasets import CIFAR10
 
-from solo_sqsp.backbones import build_backbone
 from solo_sqsp.config import ConfigError
 from solo_sqsp.evaluation import CheckpointError, load_frozen_backbone
 from solo_sqsp.evaluation.knn import knn_sweep, parse_knn_cfg
 from solo_sqsp.evaluation.linear import parse_linear_cfg
 from solo_sqsp.evaluation.linear_model import LinearModel, build_linear_model
-from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.methods import base
-from solo_sqsp.pretrain import run_pretrain
+from solo_sqsp.metrics.knn_classifier import WeightedKNNClassifier
+from solo_sqsp.models.backbones import build_backbone
+from solo_sqsp.training.pretrain import run_pretrain
 
 REPO = Path(__file__).resolve().parent.parent
 CROP = 16  # CIFAR images evaluated at 16 px: a quarter of the compute of 32 px

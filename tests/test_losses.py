@@ -10,7 +10,6 @@ import torch.multiprocessing as mp
 from small_generator import small_generator
 from torch import nn
 
-from solo_sqsp.distributed import gather
 from solo_sqsp.losses import (
     LossWeights,
     covariance_loss,
@@ -20,8 +19,9 @@ from solo_sqsp.losses import (
     variance_loss,
     vicreg_loss,
 )
-from solo_sqsp.projector import build_projector
-from solo_sqsp.squeeze import SqueezeModule
+from solo_sqsp.losses.distributed import gather
+from solo_sqsp.models.projector import build_projector
+from solo_sqsp.models.squeeze import SqueezeModule
 from solo_sqsp.teachers.adapter import GeneratorTeacher
 
 # Two perfectly correlated dims: variance 2 each (std > 1, var term 0), covariance 2.

@@ -1,5 +1,6 @@
-"""The pickle pre-scan (``solo_sqsp.pickle_scan``), bounded message formatting and the schema of
-recorded generator arguments, in process (the crafted files end to end: test_hostile_files.py)."""
+"""The pickle pre-scan (``solo_sqsp.untrusted.pickle_scan``), bounded message formatting and the
+schema of recorded generator arguments, in process (the crafted files end to end:
+test_hostile_files.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import torch
 from nvidia_pickle_factory import nvidia_network_pickle
 from small_generator import small_generator
 
-from solo_sqsp.bounded_text import MAX_SHOWN, shown
-from solo_sqsp.pickle_scan import PickleScanError, scan_pickle, scan_torch_file
 from solo_sqsp.teachers.errors import TeacherFileError
 from solo_sqsp.teachers.generator_kwargs import check_generator_kwargs
 from solo_sqsp.teachers.tensor_budget import check_stored_tensors, is_dense
+from solo_sqsp.untrusted.bounded_text import MAX_SHOWN, shown
+from solo_sqsp.untrusted.pickle_scan import PickleScanError, scan_pickle, scan_torch_file
 
 PROTO4 = pickle.PROTO + bytes([4])
 

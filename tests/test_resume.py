@@ -29,8 +29,8 @@ from tiny_pretrain import (
     write_inputs,
 )
 
-from solo_sqsp.checkpointing import CheckpointWriteError
-from solo_sqsp.pretrain import run_pretrain
+from solo_sqsp.training.checkpoint_io import CheckpointWriteError
+from solo_sqsp.training.pretrain import run_pretrain
 
 EPOCHS = 3
 ONE_STEP_EPOCHS = [f"max_epochs={EPOCHS}", "++limit_train_batches=1"]

@@ -14,7 +14,7 @@ from tiny_pretrain import tiny_config, write_inputs
 
 from solo_sqsp.config import ConfigError
 from solo_sqsp.config_lookup import REPO_ROOT
-from solo_sqsp.pretrain import run_pretrain
+from solo_sqsp.training.pretrain import run_pretrain
 
 
 def test_wandb_offline_and_tensorboard_log_beside_the_csv(tmp_path: Path, monkeypatch) -> None:

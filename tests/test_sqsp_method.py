@@ -21,8 +21,8 @@ from torchvision.datasets import CIFAR10, CIFAR100, STL10
 from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.methods import get_method
 from solo_sqsp.methods.sqsp import split_batch
-from solo_sqsp.pretrain import run_pretrain
 from solo_sqsp.teachers.network_pickle import save_teacher_checkpoint
+from solo_sqsp.training.pretrain import run_pretrain
 
 PRETRAIN = REPO_ROOT / "scripts" / "pretrain"
 # Paper, Table 6: batch size, epochs, base lr, weight decay, crop, sim/var/cov weights, a.

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from solo_sqsp.squeeze import SqueezeModule, check_student_width
+from solo_sqsp.models.squeeze import SqueezeModule, check_student_width
 
 
 def pooled_features(in_dims: list[int], n: int = 6, seed: int = 0) -> list[torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The synthetic-sample source (solo_sqsp.synthetic) on a real, small StyleGAN2 teacher."""
+"""The synthetic-sample source (solo_sqsp.synthetic.stream) on a real, small StyleGAN2 teacher."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from small_generator import small_generator
 from torchvision.transforms.v2 import functional as tvf
 
 from solo_sqsp.augment import BatchAugment
-from solo_sqsp.synthetic import SyntheticSource, stream_seed
+from solo_sqsp.synthetic.stream import SyntheticSource, stream_seed
 from solo_sqsp.teachers import GeneratorTeacher
 
 AUGMENTATION = {

@@ -216,6 +216,13 @@ def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypat
     assert len(list(Path("runs").rglob("result.json"))) == 2
 
 
+def test_an_unknown_row_is_refused_before_any_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"--rows vicreg_real: not rows of this table"):
+        run_script(monkeypatch, "table2", "--rows", "sqsp_digits", "vicreg_real")
+    assert not Path("table_runs").exists()
+
+
 def test_minutes_to_reads_the_first_epoch_at_the_level(monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
     from table_rows import minutes_to

@@ -1,4 +1,4 @@
-"""The teacher bank (solo_sqsp.teacher_bank) and the source factory, on a real small StyleGAN2."""
+"""The teacher bank (solo_sqsp.synthetic.bank) and the source factory, on a real small StyleGAN2."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import torch
 from small_generator import small_generator
 
 from solo_sqsp.augment import BatchAugment
-from solo_sqsp.synthetic import SyntheticSource, stream_seed
-from solo_sqsp.synthetic_sources import build_synthetic_source
-from solo_sqsp.teacher_bank import (
+from solo_sqsp.synthetic.bank import (
     BankError,
     BankSource,
     build_bank,
@@ -24,7 +22,9 @@ from solo_sqsp.teacher_bank import (
     tagged_seed,
     teacher_record,
 )
-from solo_sqsp.teacher_bank.storage import FEATURES_FILE, IMAGES_FILE, META_FILE, partial_path
+from solo_sqsp.synthetic.bank.storage import FEATURES_FILE, IMAGES_FILE, META_FILE, partial_path
+from solo_sqsp.synthetic.sources import build_synthetic_source
+from solo_sqsp.synthetic.stream import SyntheticSource, stream_seed
 from solo_sqsp.teachers import GeneratorTeacher
 
 SIZE, BUILD_BATCH, SEED = 40, 16, 3  # chunks of 16, 16 and 8 samples

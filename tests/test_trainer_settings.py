@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from tiny_pretrain import tiny_config, write_inputs
 
 from solo_sqsp.config import ConfigError
-from solo_sqsp.pretrain import run_pretrain
-from solo_sqsp.trainer_settings import lightning_settings
+from solo_sqsp.training.pretrain import run_pretrain
+from solo_sqsp.training.trainer_settings import lightning_settings
 
 
 def settings_cfg(**keys):

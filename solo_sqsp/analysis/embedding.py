@@ -28,12 +28,12 @@ from torch import Tensor
 
 from solo_sqsp.analysis.samples import analysis_teacher, draw_samples
 from solo_sqsp.analysis.student import Student, load_student
-from solo_sqsp.knn import knn_class_scores
+from solo_sqsp.metrics.knn_classifier import knn_class_scores
 
 Method = Literal["auto", "umap", "tsne"]
 METHODS: tuple[Method, ...] = ("auto", "umap", "tsne")
 KNN_K = 20
-KNN_TEMPERATURE = 0.07  # solo_sqsp.knn's default
+KNN_TEMPERATURE = 0.07  # solo_sqsp.metrics.knn_classifier's default
 TSNE_PCA_DIM = 50
 
 

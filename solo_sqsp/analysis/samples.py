@@ -2,7 +2,7 @@
 the class it was asked for, and the student's view of each image.
 
 The view is what the student sees in pretraining without the random augmentation
-(``solo_sqsp.synthetic``): the image clamped to [-1, 1], mapped to [0, 1], resized (central
+(``solo_sqsp.synthetic.stream``): the image clamped to [-1, 1], mapped to [0, 1], resized (central
 square, bilinear) to the student's crop size and normalised with its pretraining statistics.
 """
 

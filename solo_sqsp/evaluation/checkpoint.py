@@ -25,12 +25,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from solo_sqsp.backbones import BACKBONES, build_backbone
-from solo_sqsp.bounded_text import clipped, shown
-from solo_sqsp.checkpointing import load_failure_reason
 from solo_sqsp.config import omegaconf_select
 from solo_sqsp.data.transforms import eval_grayscale
-from solo_sqsp.pickle_scan import PickleScanError, scan_torch_file
+from solo_sqsp.models.backbones import BACKBONES, build_backbone
+from solo_sqsp.training.checkpoint_io import load_failure_reason
+from solo_sqsp.untrusted.bounded_text import clipped, shown
+from solo_sqsp.untrusted.pickle_scan import PickleScanError, scan_torch_file
 
 BACKBONE_PREFIX = "backbone."
 ARGS_FILE = "args.json"

@@ -2,9 +2,9 @@
 
 Backbone features of the whole training split and of the validation split, both through the
 validation transform (no augmentation, every image once), then the weighted k-NN of
-``solo_sqsp.knn`` for every combination of ``knn.k``, ``knn.temperature`` (cosine only: the
-euclidean weight has no temperature) and ``knn.distance_function``. The paper's reference code
-monitors k-NN with k=200, T=0.1, cosine, at the pretraining image size (``src/models/knn.py``).
+``solo_sqsp.metrics.knn_classifier`` for every combination of ``knn.k``, ``knn.temperature`` (cosine
+only: the euclidean weight has no temperature) and ``knn.distance_function``. The paper's reference
+code monitors k-NN with k=200, T=0.1, cosine, at the pretraining image size (``src/models/knn.py``).
 The run folder ``<checkpoint.dir>/knn/<name>-<id>`` gets ``args.json`` and ``metrics.json``.
 """
 
@@ -28,7 +28,7 @@ from solo_sqsp.data import (
 )
 from solo_sqsp.evaluation.checkpoint import load_frozen_backbone
 from solo_sqsp.evaluation.config import evaluation_run_dir, parse_eval_cfg, write_run_files
-from solo_sqsp.knn import DISTANCES, WeightedKNNClassifier
+from solo_sqsp.metrics.knn_classifier import DISTANCES, WeightedKNNClassifier
 
 # solo-learn's scripts/knn/imagenet-100/knn.sh sweep.
 DEFAULT_K = (1, 2, 5, 10, 20, 50, 100, 200)

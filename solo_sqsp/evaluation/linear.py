@@ -17,7 +17,6 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig
 
-from solo_sqsp.checkpointing import resume_step
 from solo_sqsp.config import (
     OPTIMIZER_KWARGS_DEFAULTS,
     normalize_devices,
@@ -33,8 +32,9 @@ from solo_sqsp.evaluation.config import (
     write_run_files,
 )
 from solo_sqsp.evaluation.linear_model import LinearModel, build_linear_model
-from solo_sqsp.run_loggers import build_loggers, check_loggers
-from solo_sqsp.trainer_settings import lightning_settings
+from solo_sqsp.training.checkpoint_io import resume_step
+from solo_sqsp.training.loggers import build_loggers, check_loggers
+from solo_sqsp.training.trainer_settings import lightning_settings
 
 FINAL_METRICS = ("val_acc1", "val_acc5", "val_loss")
 

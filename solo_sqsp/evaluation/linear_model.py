@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from solo_sqsp.compat import ACTIVE_BASE, solo_module
 from solo_sqsp.config import ConfigError, require, set_default
-from solo_sqsp.lr_schedule import SCHEDULERS
 from solo_sqsp.methods.builtin_base import BaseMethod, accuracy_at_k
+from solo_sqsp.optim.lr_schedule import SCHEDULERS
 
 LinearImplementation = Literal["solo-learn", "builtin"]
 CLASSIFIER_INIT_STD = 0.01

@@ -5,12 +5,13 @@
 
 On solo-learn, ``BaseMethod`` and every solo-learn method ``get_method`` serves (``vicreg``,
 ``simsiam``, ...) get these adjustments (``on_solo_learn``) so both bases train the same network,
-report the same numbers and stay usable: the ResNet backbone comes from ``solo_sqsp.backbones``
-(``backbone.cifar_stem``, also for ``digits``); the online k-NN is ``solo_sqsp.knn``
-(solo-learn's passes ``compute_on_step``, which current torchmetrics rejects) and its training
-bank is the clean training split read at validation (``solo_sqsp.methods.knn_bank``), not the
-augmented training views solo-learn's ``training_step`` collects; ``method_kwargs.head:
-authors`` replaces the heads solo-learn's ``vicreg``/``simsiam`` built (``methods.heads``).
+report the same numbers and stay usable: the ResNet backbone comes from
+``solo_sqsp.models.backbones`` (``backbone.cifar_stem``, also for ``digits``); the online k-NN is
+``solo_sqsp.metrics.knn_classifier`` (solo-learn's passes ``compute_on_step``, which current
+torchmetrics rejects) and its training bank is the clean training split read at validation
+(``solo_sqsp.methods.knn_bank``), not the augmented training views solo-learn's ``training_step``
+collects; ``method_kwargs.head: authors`` replaces the heads solo-learn's ``vicreg``/``simsiam``
+built (``solo_sqsp.models.heads``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from typing import Any
 
 import omegaconf
 
-from solo_sqsp.backbones import BACKBONES, build_backbone, uses_cifar_stem
 from solo_sqsp.compat import ACTIVE_BASE, solo_module
 from solo_sqsp.config import omegaconf_select, set_method_defaults
-from solo_sqsp.knn import WeightedKNNClassifier
 from solo_sqsp.methods import builtin_base
 from solo_sqsp.methods.domains import with_domain
-from solo_sqsp.methods.heads import head_choice, install_heads
 from solo_sqsp.methods.knn_bank import take_bank_batch
+from solo_sqsp.metrics.knn_classifier import WeightedKNNClassifier
+from solo_sqsp.models.backbones import BACKBONES, build_backbone, uses_cifar_stem
+from solo_sqsp.models.heads import head_choice, install_heads
 
 __all__ = [
     "ACTIVE_BASE",
@@ -122,7 +123,7 @@ def on_solo_learn(method: type) -> type:
         def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
             """solo-learn's defaults plus ``backbone.cifar_stem`` resolved to a bool; an unknown
             ``backbone.name`` is a ValueError naming the choices (solo-learn asserts later);
-            ``method_kwargs.head`` checked (``solo_sqsp.methods.heads``)."""
+            ``method_kwargs.head`` checked (``solo_sqsp.models.heads``)."""
             head_choice(cfg, omegaconf_select(cfg, "method", ""))  # before solo-learn's asserts
             cfg = method.add_and_assert_specific_cfg(cfg)
             name = omegaconf_select(cfg, "backbone.name")

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from solo_sqsp.backbones import BACKBONES, build_backbone, uses_cifar_stem
 from solo_sqsp.config import OPTIMIZER_CLASSES, require, set_default
-from solo_sqsp.knn import WeightedKNNClassifier
-from solo_sqsp.lr_schedule import DEFAULT_WARMUP_EPOCHS, SCHEDULERS, build_lr_scheduler
 from solo_sqsp.methods.knn_bank import take_bank_batch
+from solo_sqsp.metrics.knn_classifier import WeightedKNNClassifier
+from solo_sqsp.models.backbones import BACKBONES, build_backbone, uses_cifar_stem
+from solo_sqsp.optim.lr_schedule import DEFAULT_WARMUP_EPOCHS, SCHEDULERS, build_lr_scheduler
 
 PARSE_HINT = "solo_sqsp.config.parse_cfg sets it from data.dataset and augmentations"
 
@@ -174,7 +174,8 @@ class BaseMethod(pl.LightningModule):
         ]
 
     def configure_optimizers(self) -> Any:
-        """The optimizer over ``learnable_params`` and its schedule (``solo_sqsp.lr_schedule``)."""
+        """The optimizer over ``learnable_params`` and its schedule
+        (``solo_sqsp.optim.lr_schedule``)."""
         groups = self.learnable_params
         if self.exclude_bias_n_norm_wd:
             groups = split_weight_decay(groups)

@@ -4,7 +4,7 @@ A key that none of this project's methods reads (a typo such as ``sim_los_weight
 ConfigError listing the keys the method reads. A key another method reads but this run does not
 (the squeeze keys a ``vicreg`` row inherits from ``sqsp_<dataset>.yaml``, a teacher on the
 ``real`` domain) is named in a warning, so nothing is accepted silently. ``synthetic.*`` is
-checked by ``synthetic_sources.synthetic_settings``; ``synthetic_augmentation`` is an
+checked by ``synthetic.sources.synthetic_settings``; ``synthetic_augmentation`` is an
 augmentation spec. Methods served by solo-learn alone (``byol``, ...) are not checked.
 """
 
@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from solo_sqsp.config import ConfigError, omegaconf_select
 from solo_sqsp.losses import LOSS_WEIGHT_DEFAULTS
-from solo_sqsp.methods.heads import HEAD_WIDTHS
 from solo_sqsp.methods.sqsp import SQSP_DEFAULTS
 from solo_sqsp.methods.synthetic_feed import FEED_DEFAULTS
+from solo_sqsp.models.heads import HEAD_WIDTHS
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Linear(h, h), BN, ReLU, Linear(h, o), BN`` (no bias before a BN, no affine in th
 predictor ``Linear(o, p), BN, ReLU, Linear(p, o)`` trained at a fixed learning rate
 (``static_lr``), and the symmetrised negative cosine loss with stop-gradient (SimSiam, Eq. 2).
 ``method_kwargs.head: authors`` swaps in the paper's reference projector (``proj_layers`` linear
-layers of width ``d``, default 2, see ``solo_sqsp.methods.heads``).
+layers of width ``d``, default 2, see ``solo_sqsp.models.heads``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from solo_sqsp.methods.base import BaseMethod
-from solo_sqsp.methods.heads import head_choice, simsiam_heads
+from solo_sqsp.models.heads import head_choice, simsiam_heads
 
 
 def negative_cosine_loss(p: Tensor, z: Tensor) -> Tensor:

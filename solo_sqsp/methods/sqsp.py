@@ -30,10 +30,10 @@ from solo_sqsp.losses import (
     vicreg_loss,
 )
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
-from solo_sqsp.methods.heads import head_choice, vicreg_projector
 from solo_sqsp.methods.monitor import monitor_step
 from solo_sqsp.methods.synthetic_feed import SyntheticFeed, add_feed_defaults, split_batch
-from solo_sqsp.squeeze import SqueezeModule, check_student_width
+from solo_sqsp.models.heads import head_choice, vicreg_projector
+from solo_sqsp.models.squeeze import SqueezeModule, check_student_width
 from solo_sqsp.teachers import GeneratorTeacher
 
 __all__ = ["SQSP_DEFAULTS", "SqueezeAndSpan", "split_batch"]

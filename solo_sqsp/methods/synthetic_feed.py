@@ -12,7 +12,7 @@ the Syn and Real&Syn rows of Table 2). It owns:
   parameters drawn per sample or, with ``method_kwargs.synthetic.augment_mode: per_batch``, once
   per batch as in the reference code; none (resize and normalise only) when
   ``method_kwargs.augment_synthetic`` is False (Table 5, row a);
-- the source, ``solo_sqsp.synthetic_sources.build_synthetic_source`` from
+- the source, ``solo_sqsp.synthetic.sources.build_synthetic_source`` from
   ``method_kwargs.synthetic`` (``source: live|bank`` and the ``bank_*`` keys), made at
   ``on_fit_start`` on the training device with ``method_kwargs.seed`` and the DDP global rank,
   so every rank draws its own stream;
@@ -33,13 +33,13 @@ from solo_sqsp.augment import BatchAugment
 from solo_sqsp.config import omegaconf_select
 from solo_sqsp.data import pretrain_normalization
 from solo_sqsp.data.transforms import eval_grayscale
-from solo_sqsp.synthetic import SyntheticBatch
-from solo_sqsp.synthetic_sources import (
+from solo_sqsp.synthetic.sources import (
     SYNTHETIC_DEFAULTS,
     SyntheticStream,
     build_synthetic_source,
     synthetic_settings,
 )
+from solo_sqsp.synthetic.stream import SyntheticBatch
 from solo_sqsp.teachers import GeneratorTeacher, build_teacher
 
 logger = logging.getLogger(__name__)

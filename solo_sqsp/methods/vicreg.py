@@ -5,7 +5,7 @@ Linear(h, h), BN, ReLU, Linear(h, o)`` (``h = proj_hidden_dim``, ``o = proj_outp
 loss of this project's ``solo_sqsp.losses.vicreg_loss`` (the paper's Eq. 12, the span loss of
 ``sqsp``) with weights ``sim_loss_weight``/``var_loss_weight``/``cov_loss_weight`` (25/25/1).
 ``method_kwargs.head: authors`` swaps in the paper's reference projector (``proj_layers`` linear
-layers of width ``d``, see ``solo_sqsp.methods.heads``).
+layers of width ``d``, see ``solo_sqsp.models.heads``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from solo_sqsp.losses import LOSS_WEIGHT_DEFAULTS, LossWeights, vicreg_loss
 from solo_sqsp.methods.base import BaseMethod, set_method_defaults
-from solo_sqsp.methods.heads import head_choice, vicreg_projector
+from solo_sqsp.models.heads import head_choice, vicreg_projector
 
 
 class VICReg(BaseMethod):

@@ -9,9 +9,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from solo_sqsp.bounded_text import shown
 from solo_sqsp.teachers.errors import TeacherFileError
 from solo_sqsp.teachers.stylegan2 import ACTIVATIONS, ARCHITECTURES
+from solo_sqsp.untrusted.bounded_text import shown
 
 MAX_WIDTH = 2**14  # feature widths, latent and class dims
 MAX_CHANNEL_BASE = 2**26  # channels are min(channel_base // resolution, channel_max)

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from solo_sqsp.bounded_text import clipped, shown
-from solo_sqsp.pickle_scan import PickleScanError, scan_pickle, scan_torch_file
 from solo_sqsp.teachers import stylegan2
 from solo_sqsp.teachers.errors import TeacherFileError, UnsafePickleError
 from solo_sqsp.teachers.generator_kwargs import check_generator_kwargs
 from solo_sqsp.teachers.tensor_budget import check_stored_tensors, is_dense
+from solo_sqsp.untrusted.bounded_text import clipped, shown
+from solo_sqsp.untrusted.pickle_scan import PickleScanError, scan_pickle, scan_torch_file
 
 PERSISTENCE_VERSION = 6  # torch_utils.persistence._version of NVIDIA's released code
 SNAPSHOT_KEYS = ("training_set_kwargs", "G", "D", "G_ema", "augment_pipe")

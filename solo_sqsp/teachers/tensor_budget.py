@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from solo_sqsp.bounded_text import shown
 from solo_sqsp.teachers.errors import TeacherFileError
+from solo_sqsp.untrusted.bounded_text import shown
 
 STORED_BYTES_MARGIN = 64 * 1024  # declared bytes may exceed stored ones by this much
 

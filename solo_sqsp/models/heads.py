@@ -26,7 +26,7 @@ import omegaconf
 from torch import nn
 
 from solo_sqsp.config import omegaconf_select, set_method_defaults
-from solo_sqsp.projector import build_projector
+from solo_sqsp.models.projector import build_projector
 
 HEADS = ("solo", "authors")
 DEFAULT_HEADS = {"vicreg": "solo", "simsiam": "solo", "sqsp": "authors"}

@@ -2,10 +2,10 @@
 
 Two sources serve the same ``SyntheticBatch`` (views, pooled teacher features, images):
 
-- ``source: live`` (default): ``solo_sqsp.synthetic.SyntheticSource``, fresh latents through the
-  generator every step (the paper's setting, Sec. 3.2): infinitely many samples, the generator
+- ``source: live`` (default): ``solo_sqsp.synthetic.stream.SyntheticSource``, fresh latents through
+  the generator every step (the paper's setting, Sec. 3.2): infinitely many samples, the generator
   runs once per step.
-- ``source: bank``: ``solo_sqsp.teacher_bank.BankSource``, ``bank_size`` samples drawn once,
+- ``source: bank``: ``solo_sqsp.synthetic.bank.BankSource``, ``bank_size`` samples drawn once,
   their images (uint8) and pooled features (fp16) stored in memory-mapped files and served like a
   dataset (shuffled passes, fresh per-sample augmentation every time): the generator runs once
   per sample, not once per step.
@@ -23,7 +23,7 @@ Keys of ``method_kwargs.synthetic`` (defaults in ``SYNTHETIC_DEFAULTS``):
                       jitter parameters) or ``"per_batch"`` (one draw shared by the whole batch,
                       as the paper's reference code); both sources honour it (``BatchAugment``).
 
-A missing bank is built on first use (progress bar, resumable, see ``solo_sqsp.teacher_bank``);
+A missing bank is built on first use (progress bar, resumable, see ``solo_sqsp.synthetic.bank``);
 an existing one must match the teacher's fingerprint. Keys of the mapping that do not start with
 ``bank_`` (and are not ``source`` or ``augment_mode``) are left to the caller; an unknown
 ``bank_*`` key is an error.
@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from solo_sqsp.augment import AUGMENT_MODES, BatchAugment
-from solo_sqsp.synthetic import SyntheticBatch, SyntheticSource
-from solo_sqsp.teacher_bank import BankSource, ensure_bank, teacher_record
+from solo_sqsp.synthetic.bank import BankSource, ensure_bank, teacher_record
+from solo_sqsp.synthetic.stream import SyntheticBatch, SyntheticSource
 from solo_sqsp.teachers import GeneratorTeacher
 
 SOURCES = ("live", "bank")

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from solo_sqsp.bounded_text import shown
-from solo_sqsp.teacher_bank.fingerprint import record_mismatch, teacher_record
+from solo_sqsp.synthetic.bank.fingerprint import record_mismatch, teacher_record
 from solo_sqsp.teachers import GeneratorTeacher
+from solo_sqsp.untrusted.bounded_text import shown
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class TeacherBank:
 
 def tagged_seed(seed: int, tag: str, *keys: int) -> int:
     """A 64-bit seed for stream ``tag`` at ``keys`` (NumPy ``SeedSequence`` hash), unrelated to
-    the streams of other tags and of ``solo_sqsp.synthetic.stream_seed``."""
+    the streams of other tags and of ``solo_sqsp.synthetic.stream.stream_seed``."""
     entropy = [seed, zlib.crc32(tag.encode())]
     words = np.random.SeedSequence(entropy, spawn_key=keys).generate_state(2)
     return int(words[0]) | (int(words[1]) << 32)
@@ -276,7 +276,7 @@ def open_bank(
         )
         raise BankError(
             f"no teacher bank at {path}{hint}; build it with "
-            "solo_sqsp.teacher_bank.ensure_bank or method_kwargs.synthetic.source=bank"
+            "solo_sqsp.synthetic.bank.ensure_bank or method_kwargs.synthetic.source=bank"
         )
     meta = _read_meta(path)
     if not meta.get("complete") or meta.get("count") != meta.get("size"):

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from solo_sqsp.bounded_text import shown
 from solo_sqsp.teachers import GeneratorTeacher
+from solo_sqsp.untrusted.bounded_text import shown
 
 
 def teacher_description(teacher: GeneratorTeacher) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 ``wandb.enabled``: a ``WandbLogger`` (``wandb.project``, ``entity``, ``offline``; files in the
 run folder), the hyperparameters, gradients every 100 steps and a per-step
 ``LearningRateMonitor``. ``tensorboard.enabled``: a ``TensorBoardLogger`` in the run folder.
-The CSV log (``metrics_log``) is always written. ``check_loggers`` runs before any run folder.
+The CSV log (``csv_log``) is always written. ``check_loggers`` runs before any run folder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from solo_sqsp.config import ConfigError, omegaconf_select
-from solo_sqsp.metrics_log import ResumableCSVLogger
+from solo_sqsp.training.csv_log import ResumableCSVLogger
 
 # key -> (module that must import, extra that installs it)
 LOGGER_PACKAGES = {

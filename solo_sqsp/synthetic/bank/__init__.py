@@ -4,12 +4,12 @@
 (fp16) are stored in memory-mapped files (``storage``), validated against the teacher they were
 made from (``fingerprint``), and served like a dataset with fresh per-sample augmentation each
 time (``source``). Chosen with ``method_kwargs.synthetic.source: bank``
-(``solo_sqsp.synthetic_sources``).
+(``solo_sqsp.synthetic.sources``).
 """
 
-from solo_sqsp.teacher_bank.fingerprint import record_mismatch, teacher_record
-from solo_sqsp.teacher_bank.source import BankSource
-from solo_sqsp.teacher_bank.storage import (
+from solo_sqsp.synthetic.bank.fingerprint import record_mismatch, teacher_record
+from solo_sqsp.synthetic.bank.source import BankSource
+from solo_sqsp.synthetic.bank.storage import (
     BankError,
     TeacherBank,
     build_bank,

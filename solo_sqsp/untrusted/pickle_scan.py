@@ -21,7 +21,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from solo_sqsp.bounded_text import shown
+from solo_sqsp.untrusted.bounded_text import shown
 
 MAX_DEPTH = 100
 MAX_NODES = 2_000_000

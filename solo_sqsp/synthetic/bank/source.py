@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from solo_sqsp.augment import BatchAugment
-from solo_sqsp.synthetic import SeededStream, SyntheticBatch
-from solo_sqsp.teacher_bank.storage import TeacherBank, tagged_seed
+from solo_sqsp.synthetic.bank.storage import TeacherBank, tagged_seed
+from solo_sqsp.synthetic.stream import SeededStream, SyntheticBatch
 
 
 class BankSource(SeededStream):

@@ -1,4 +1,4 @@
-"""VICReg terms and the Squeeze-and-Span losses (paper Sec. 4.1 Eqs. 9-11, Sec. 4.2 Eq. 12).
+"""VICReg's terms and loss (paper Sec. 4.1 Eqs. 9-10, Sec. 4.2 Eq. 12), shared by Squeeze.
 
 - invariance: mean squared error between two representations;
 - variance (Eq. 9): mean over dims of ``relu(1 - sqrt(Var(z_j) + 1e-4))``, per tensor;
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from solo_sqsp.distributed import gather
+from solo_sqsp.losses.distributed import gather
 
 VARIANCE_EPS = 1e-4
 
@@ -114,7 +114,7 @@ def covariance_loss(z: Tensor) -> Tensor:
     return cov.fill_diagonal_(0).pow(2).sum() / d
 
 
-def _regularized_loss(
+def regularized_loss(
     sim_pair: tuple[Tensor, Tensor],
     regularized: dict[str, list[Tensor]],
     weights: LossWeights,
@@ -139,47 +139,9 @@ def _regularized_loss(
     return LossTerms(total=total, terms={name: value for name, _, value in weighted})
 
 
-def squeeze_loss(
-    h: Tensor,
-    z: Tensor,
-    weights: LossWeights,
-    regularize_teacher: bool = False,
-) -> LossTerms:
-    """Squeeze loss (Eq. 11): ``w_sim*MSE(h, z) + w_var*v(z) + w_cov*c(z)``.
-
-    ``h``: squeezed teacher representation; ``z``: student projector output, same shape. The
-    reference code regularises the student only; ``regularize_teacher`` adds ``v(h)`` and ``c(h)``
-    as the terms ``syn/var_teacher`` and ``syn/cov_teacher``.
-    """
-    regularized = {"": [z], "_teacher": [h]} if regularize_teacher else {"": [z]}
-    return _regularized_loss((h, z), regularized, weights, prefix="syn")
-
-
 def vicreg_loss(z1: Tensor, z2: Tensor, weights: LossWeights) -> LossTerms:
     """VICReg (Eq. 12): ``w_sim*MSE(z1, z2) + w_var*(v(z1) + v(z2)) + w_cov*(c(z1) + c(z2))``.
 
     Same value and gradients as solo-learn's ``vicreg_loss_func``.
     """
-    return _regularized_loss((z1, z2), {"": [z1, z2]}, weights, prefix="real")
-
-
-def sqsp_total(l_syn: LossTerms, l_real: LossTerms | None, syn_ratio: float) -> LossTerms:
-    """Squeeze-and-Span loss ``a * L_syn + (1 - a) * L_real``, ``a = syn_ratio`` (Sec. 4.2).
-
-    ``syn_ratio = 1`` is "Squeeze" only: ``l_real`` is ignored and may be None. The terms of both
-    parts are kept, plus each part's total as ``syn/total`` and ``real/total``.
-    """
-    if not 0 < syn_ratio <= 1:
-        raise ValueError(
-            f"syn_ratio is the synthetic share of the batch and must be in (0, 1], got "
-            f"{syn_ratio}; for real data only, train the vicreg method instead."
-        )
-    terms = {**l_syn.terms, "syn/total": l_syn.total}
-    if syn_ratio == 1:
-        return LossTerms(total=l_syn.total, terms=terms)
-    if l_real is None:
-        raise ValueError(
-            f"syn_ratio={syn_ratio} < 1 mixes in real data, but no real-data loss was given."
-        )
-    terms.update({**l_real.terms, "real/total": l_real.total})
-    return LossTerms(total=syn_ratio * l_syn.total + (1 - syn_ratio) * l_real.total, terms=terms)
+    return regularized_loss((z1, z2), {"": [z1, z2]}, weights, prefix="real")

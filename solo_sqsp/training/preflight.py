@@ -15,8 +15,8 @@ import torch
 from omegaconf import DictConfig
 
 from solo_sqsp.config import ConfigError, omegaconf_select
-from solo_sqsp.numerics import NonFiniteError
-from solo_sqsp.synthetic import stream_seed
+from solo_sqsp.synthetic.stream import stream_seed
+from solo_sqsp.training.nonfinite import NonFiniteError
 
 STUDENT_CHANNELS = 3  # the ResNet students read RGB views
 PROBE_SAMPLES = 2

@@ -22,9 +22,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
-from solo_sqsp.bounded_text import clipped, shown
 from solo_sqsp.config import ConfigError
-from solo_sqsp.pickle_scan import scan_torch_file
+from solo_sqsp.untrusted.bounded_text import clipped, shown
+from solo_sqsp.untrusted.pickle_scan import scan_torch_file
 
 CHECKPOINT_SUFFIX = ".ckpt"
 

@@ -2,10 +2,11 @@
 
 What ``main_pretrain.py`` runs. Every check that can fail (config keys, dataset folders, teacher
 file, teacher vs. crop size, the teacher's first samples, the checkpoint to resume) runs before the
-first training step, and the run folder is created only after them. During the run, checkpoints
-are written atomically (``solo_sqsp.checkpointing``) and a non-finite loss stops it before the
-weights change (``solo_sqsp.numerics``). Each validation reads the validation split and, with the
-online k-NN on, the clean training split as the k-NN's bank (``solo_sqsp.methods.knn_bank``).
+first training step, and the run folder is created only after them. During the run, checkpoints are
+written atomically (``solo_sqsp.training.checkpoint_io``) and a non-finite loss stops it before the
+weights change (``solo_sqsp.training.nonfinite``). Each validation reads the validation split and,
+with the online k-NN on, the clean training split as the k-NN's bank
+(``solo_sqsp.methods.knn_bank``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from solo_sqsp.checkpointing import AtomicCheckpointIO, resume_step
 from solo_sqsp.config import omegaconf_select, parse_cfg
 from solo_sqsp.data import (
     active_backend,
@@ -34,14 +34,15 @@ from solo_sqsp.data import (
     make_pretrain_dataloader,
     validate_data_cfg,
 )
-from solo_sqsp.lr_schedule import fit_warmup
 from solo_sqsp.methods import ACTIVE_BASE, get_method
 from solo_sqsp.methods.knn_bank import knn_validation_loaders
 from solo_sqsp.methods.method_kwargs import check_method_kwargs
-from solo_sqsp.numerics import NonFiniteLossGuard
-from solo_sqsp.preflight import check_method
-from solo_sqsp.run_loggers import build_loggers, check_loggers
-from solo_sqsp.trainer_settings import lightning_settings
+from solo_sqsp.optim.lr_schedule import fit_warmup
+from solo_sqsp.training.checkpoint_io import AtomicCheckpointIO, resume_step
+from solo_sqsp.training.loggers import build_loggers, check_loggers
+from solo_sqsp.training.nonfinite import NonFiniteLossGuard
+from solo_sqsp.training.preflight import check_method
+from solo_sqsp.training.trainer_settings import lightning_settings
 
 logger = logging.getLogger("solo_sqsp")
 FINAL_METRICS = ("val_acc1", "val_acc5", "val_knn_acc1", "val_loss")

@@ -1,0 +1,1 @@
+"""Metrics of a representation: the weighted k-NN classifier."""

@@ -1,0 +1,1 @@
+"""Optimisers and learning-rate schedules shared by pretraining and linear evaluation."""

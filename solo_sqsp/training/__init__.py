@@ -1,0 +1,1 @@
+"""A pretraining run: entry point, checks before it, checkpoints, logs and Trainer settings."""

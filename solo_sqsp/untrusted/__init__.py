@@ -1,0 +1,1 @@
+"""Reading files from strangers: pickle pre-scan and bounded messages about their contents."""
