@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from solo_sqsp.optim.lars import LARS
+from solo_sqsp.optim.lr_schedule import DEFAULT_WARMUP_EPOCHS
 
 NUM_CLASSES_PER_DATASET = {
     "cifar10": 10,
@@ -284,3 +286,22 @@ def set_method_defaults(cfg: DictConfig, defaults: dict[str, Any]) -> None:
         OmegaConf.update(
             cfg, f"method_kwargs.{key}", omegaconf_select(cfg, f"method_kwargs.{key}", value)
         )
+
+
+def fit_warmup(cfg: DictConfig) -> None:
+    """Shorten a ``warmup_cosine`` warm-up as long as the run (the quick try ``max_epochs=1``) to
+    a tenth of the run, with a one-line warning naming the key; both bases default to
+    ``DEFAULT_WARMUP_EPOCHS``. The warm-up is ``warmup_epochs / max_epochs`` of the run whether
+    the schedule steps per epoch or per step."""
+    if omegaconf_select(cfg, "scheduler.name") != "warmup_cosine":
+        return
+    warmup = omegaconf_select(cfg, "scheduler.warmup_epochs", DEFAULT_WARMUP_EPOCHS)
+    if warmup < cfg.max_epochs:
+        return
+    shortened = cfg.max_epochs / 10
+    warnings.warn(
+        f"scheduler.warmup_epochs={warmup} is not shorter than max_epochs={cfg.max_epochs}: "
+        f"warming up for {shortened:g} epochs instead",
+        stacklevel=2,
+    )
+    OmegaConf.update(cfg, "scheduler.warmup_epochs", shortened, force_add=True)

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import bisect
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
-from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
-
-from solo_sqsp.config import omegaconf_select
 
 SCHEDULERS = ("warmup_cosine", "step", "none")
 DEFAULT_WARMUP_EPOCHS = 10  # solo-learn's BaseMethod default
@@ -46,25 +42,6 @@ def _relative(rate_at: Callable[[int, float], float], base_lr: float) -> Callabl
     if base_lr == 0.0:
         return lambda step: 1.0
     return lambda step: rate_at(step, base_lr) / base_lr
-
-
-def fit_warmup(cfg: DictConfig) -> None:
-    """Shorten a ``warmup_cosine`` warm-up as long as the run (the quick try ``max_epochs=1``) to
-    a tenth of the run, with a one-line warning naming the key; both bases default to
-    ``DEFAULT_WARMUP_EPOCHS``. The warm-up is ``warmup_epochs / max_epochs`` of the run whether
-    the schedule steps per epoch or per step."""
-    if omegaconf_select(cfg, "scheduler.name") != "warmup_cosine":
-        return
-    warmup = omegaconf_select(cfg, "scheduler.warmup_epochs", DEFAULT_WARMUP_EPOCHS)
-    if warmup < cfg.max_epochs:
-        return
-    shortened = cfg.max_epochs / 10
-    warnings.warn(
-        f"scheduler.warmup_epochs={warmup} is not shorter than max_epochs={cfg.max_epochs}: "
-        f"warming up for {shortened:g} epochs instead",
-        stacklevel=2,
-    )
-    OmegaConf.update(cfg, "scheduler.warmup_epochs", shortened, force_add=True)
 
 
 def build_lr_scheduler(

@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from solo_sqsp.config import omegaconf_select, parse_cfg
+from solo_sqsp.config import fit_warmup, omegaconf_select, parse_cfg
 from solo_sqsp.data import (
     active_backend,
     has_validation_split,
@@ -37,7 +37,6 @@ from solo_sqsp.data import (
 from solo_sqsp.methods import ACTIVE_BASE, get_method
 from solo_sqsp.methods.knn_bank import knn_validation_loaders
 from solo_sqsp.methods.method_kwargs import check_method_kwargs
-from solo_sqsp.optim.lr_schedule import fit_warmup
 from solo_sqsp.training.checkpoint_io import AtomicCheckpointIO, resume_step
 from solo_sqsp.training.loggers import build_loggers, check_loggers
 from solo_sqsp.training.nonfinite import NonFiniteLossGuard
