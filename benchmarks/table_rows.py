@@ -255,7 +255,7 @@ def run_row(
 ) -> dict[str, Any]:
     """Pretrain ``row`` with ``seed``, then probe its frozen backbone (or reuse a finished run
     of the same config from its run folder or the ``ledger``, unless ``fresh``); the ``ledger``
-    records the result either way."""
+    records every result it did not read from the ledger itself."""
     cfg = compose_row(row, budget, seed, out_dir / row.name)
     planned_dir = run_dir_for(cfg)
     composed = OmegaConf.to_container(cfg)  # before run_pretrain fills in its defaults
@@ -266,7 +266,7 @@ def run_row(
             result, source = ledger.result(key, composed), ledger.path
         if result is not None:
             print(f"{row.label} seed {seed}: reused {source}", flush=True)
-            if ledger is not None:
+            if ledger is not None and source != ledger.path:
                 ledger.record(key, composed, result)
             return result
     shutil.rmtree(planned_dir, ignore_errors=True)  # a stale last.ckpt would be read below

@@ -41,8 +41,6 @@ __all__ = ["SQSP_DEFAULTS", "SqueezeAndSpan", "split_batch"]
 
 SQSP_DEFAULTS: dict[str, Any] = {
     "syn_ratio": 0.5,
-    "proj_output_dim": 2048,
-    "proj_layers": 5,
     **LOSS_WEIGHT_DEFAULTS,
     "regularize_teacher": False,
     "squeeze.depth": 3,
@@ -79,8 +77,9 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """Defaults of the ``sqsp`` keys of ``method_kwargs`` (Table 6 values; the projector is
-        the paper's, ``head: authors``, unless ``method_kwargs.head`` says otherwise)."""
+        """Defaults of the ``sqsp`` keys of ``method_kwargs`` (Table 6 values); the projector's
+        (``head_choice``) are the paper's, ``head: authors``, 5 layers, output 2048, unless
+        ``method_kwargs.head`` says otherwise."""
         cfg = super(SqueezeAndSpan, SqueezeAndSpan).add_and_assert_specific_cfg(cfg)
         set_method_defaults(cfg, SQSP_DEFAULTS)
         head_choice(cfg, "sqsp")

@@ -16,8 +16,9 @@ methods and solo-learn's alike (``install_heads`` replaces the heads solo-learn 
   pred_hidden_dim, bias=False), BN, ReLU, Linear(pred_hidden_dim, o)``. The reference SimSiam's last
   linear keeps a frozen bias that the following BN cancels; here it has none.
 
-The baseline configs inherit ``proj_layers: 5`` from their ``sqsp`` config: with ``head: authors``
-SimSiam needs ``method_kwargs.proj_layers=2`` (3 on STL10) to match the reference scripts.
+The CIFAR/STL/ImageNet baseline configs inherit ``proj_layers: 5`` from their ``sqsp`` config:
+with ``head: authors`` SimSiam needs ``method_kwargs.proj_layers=2`` (3 on STL10) to match the
+reference scripts.
 """
 
 from __future__ import annotations
