@@ -47,7 +47,7 @@ from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.data.digits import NUM_CLASSES, load_embedded_digits
 from solo_sqsp.evaluation import load_frozen_backbone
 from solo_sqsp.methods import get_method
-from solo_sqsp.methods.simsiam import output_std
+from solo_sqsp.metrics.collapse import output_std
 from solo_sqsp.models.backbones import build_backbone
 from solo_sqsp.training.pretrain import run_dir_for, run_pretrain
 
@@ -216,17 +216,23 @@ def probe(train: Tensor, val: Tensor, data: EvalData, seed: int) -> dict[str, fl
     }
 
 
+def load_trained_method(run_dir: Path) -> tuple[pl.LightningModule, DictConfig]:
+    """The whole method of a finished run (student, heads, squeeze module; the teacher reloaded
+    from its config) from its ``args.json`` and ``last.ckpt``, in eval mode, and that config."""
+    cfg = OmegaConf.create(json.loads((run_dir / "args.json").read_text()))
+    model = get_method(cfg.method)(cfg)
+    state = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), cfg
+
+
 @torch.no_grad()
 def projector_spread(run_dir: Path, images: Tensor) -> dict[str, float]:
     """Spread of the trained method's projector outputs ``z`` on ``images``: ``output_std``, the
     mean per-dimension std of ``z`` (0 for a collapse to a constant; the variance term keeps it
     near 1), and ``output_std_normalized``, the same of the L2-normalised ``z`` times sqrt(D)
     (SimSiam's monitor: 0 for a collapse to one direction, about 1 when spread out)."""
-    cfg = OmegaConf.create(json.loads((run_dir / "args.json").read_text()))
-    model = get_method(cfg.method)(cfg)
-    state = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["state_dict"])
-    model.eval()
+    model, _ = load_trained_method(run_dir)
     z = torch.cat([model(chunk)["z"] for chunk in images.split(512)])
     return {
         "output_std": float(z.std(dim=0).mean()),

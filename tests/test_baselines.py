@@ -18,8 +18,9 @@ from solo_sqsp.config import parse_cfg
 from solo_sqsp.config_lookup import REPO_ROOT
 from solo_sqsp.methods import ACTIVE_BASE, SimSiam, VICReg, get_method
 from solo_sqsp.methods.domains import DomainMixin
-from solo_sqsp.methods.simsiam import negative_cosine_loss, output_std, simsiam_loss
+from solo_sqsp.methods.simsiam import negative_cosine_loss, simsiam_loss
 from solo_sqsp.methods.synthetic_feed import SYNTHETIC_STATE_KEY
+from solo_sqsp.metrics.collapse import output_std
 from solo_sqsp.models.heads import HEADS, head_choice
 from solo_sqsp.teachers.network_pickle import save_teacher_checkpoint
 from solo_sqsp.training.pretrain import run_pretrain

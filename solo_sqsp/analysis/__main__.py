@@ -57,43 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "mmd":
-        result = measure_domain_gap(
-            args.checkpoint,
-            teacher=args.teacher,
-            num_samples=args.num_samples,
-            kernel=args.kernel,
-            bandwidth=args.bandwidth,
-            l2_normalize=args.l2_normalize,
-            seed=args.seed,
-            device=args.device,
-            train_path=args.train_path,
-            batch_size=args.batch_size,
-        )
+    """Run the command: every option is a keyword of its function (``mmd``'s ``--out`` aside,
+    written here)."""
+    options = vars(build_parser().parse_args(argv))
+    if options.pop("command") == "mmd":
+        out = options.pop("out")
+        result = measure_domain_gap(**options)
         print(
             f"squared MMD (synthetic vs real, n={result['num_samples']} each, {result['kernel']}"
             f" kernel): {result['squared_mmd']:.6f}; noise floor (real vs real): "
             f"{result['noise_floor']:.6f}"
         )
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2))
+            print(f"written: {out}")
     else:
-        result = run_embedding(
-            args.teacher,
-            args.out,
-            checkpoint=args.checkpoint,
-            num_samples=args.num_samples,
-            method=args.method,
-            seed=args.seed,
-            device=args.device,
-            train_path=args.train_path,
-            num_labelled=args.num_labelled,
-            batch_size=args.batch_size,
-        )
+        result = run_embedding(**options)
         print(f"{result['method']} embedding of {result['panels']} -> {result['png']}")
-    if args.command == "mmd" and args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-        print(f"written: {args.out}")
     return 0
 
 

@@ -1,14 +1,6 @@
 """The domain gap of a student (paper Sec. 5.4, Table 5 right): squared MMD between its backbone
 features of synthetic and of real images, beside the same MMD between two disjoint sets of real
-images (the estimator's noise floor at that sample size).
-
-Features are taken as linear evaluation takes them: the frozen backbone in eval mode, inputs
-normalised as in pretraining (``solo_sqsp.analysis.student``, ``solo_sqsp.analysis.samples``).
-They are not L2-normalised by default: the median-heuristic bandwidth already removes the overall
-scale, and a difference in feature norms between synthetic and real images is part of the gap
-(``l2_normalize=True`` measures the gap in directions only, as the cosine k-NN sees it). The rbf
-bandwidth is fixed once, from the synthetic and real features pooled, and reused for the noise
-floor, so both numbers are on one scale.
+images (the estimator's noise floor at that sample size). Feature choices: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""2-D embeddings of teacher samples in three representations, coloured by class (paper Fig. 2):
-the generator's pooled block features concatenated (Fig. 2c), the latent ``w`` (Fig. 2b; the
-reference code flattens all ``num_ws`` broadcast copies, which carries the same information) and,
-given a student checkpoint, the student's backbone features of the same images.
-
-The paper embeds with UMAP and colours its unconditional CIFAR-10 GAN's samples with a supervised
-classifier (95% top-1). Here: UMAP when ``umap-learn`` is installed, else scikit-learn's t-SNE
-(after PCA to at most 50 dimensions); classes are the sampled ones for a conditional teacher,
-else a weighted k-NN (k=20, cosine) on the student's features of the labelled real train split;
-an unconditional teacher without a student checkpoint gives uncoloured points. Each panel's title
-says how its colours were obtained.
+"""2-D embeddings of teacher samples, coloured by class (paper Fig. 2): the generator's pooled
+block features (Fig. 2c), the latent ``w`` (Fig. 2b) and, given a student checkpoint, its
+backbone features. UMAP if installed, else t-SNE; differences from the paper:
+docs/architecture.md.
 """
 
 from __future__ import annotations

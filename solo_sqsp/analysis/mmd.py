@@ -1,18 +1,7 @@
 """Squared maximum mean discrepancy between two feature samples (paper Table 5, right).
 
-The paper measures the gap between synthetic and real data in the student's representation
-space with "the squared MMD [4]" (Binkowski et al., *Demystifying MMD GANs*, ICLR 2018) and
-names neither the kernel nor its scale. Here:
-
-- ``rbf`` (default): the Gaussian kernel ``k(a, b) = exp(-||a - b||^2 / (2 sigma^2))`` with
-  ``sigma`` the median of the pairwise distances of the pooled sample (Gretton et al.'s median
-  heuristic), so the number does not depend on the overall scale of the features;
-- ``polynomial``: the cubic kernel ``k(a, b) = (<a, b> / d + 1)^3`` of Binkowski et al.'s KID,
-  the reference the paper cites (no bandwidth).
-
-Both use the unbiased estimator (Gretton et al., JMLR 2012, Eq. 3): the within-sample means
-leave out the diagonal ``k(x_i, x_i)``, so the value is about 0, and may be slightly negative,
-when both samples come from one distribution.
+Kernels ``rbf`` (median-heuristic bandwidth, default) and ``polynomial`` (KID's cubic), unbiased
+estimator (Gretton et al., JMLR 2012, Eq. 3). Why these: docs/architecture.md.
 """
 
 from __future__ import annotations

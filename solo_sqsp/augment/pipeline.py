@@ -1,26 +1,8 @@
 """``BatchAugment``: solo-learn's augmentation pipeline with parameters drawn per sample.
 
-Sec. 3.2 of the paper feeds the student a semantic-preserving augmentation of each synthetic
-image; the reference code draws one set of crop/jitter parameters per *batch* (torchvision's
-random transforms applied to a batch tensor). ``mode="per_sample"`` (default) lets every sample
-draw its own, as solo-learn's per-image torchvision pipeline does for real images;
-``mode="per_batch"`` reproduces the reference code: one draw of every parameter, shared by all
-samples of a call. Either way the ops run in solo-learn's order: random resized crop, colour
-jitter, grayscale, Gaussian blur, solarization, equalization, horizontal flip, normalisation.
-The whole batch is processed on the images' device, with no Python loop over samples; on a GPU
-nothing is copied from the host or read back (no ``.item()``), so a CUDA batch never waits for
-the host.
-
-A call has three stages: ``sample_params`` (all random draws), ``plan`` (what those draws
-mean per sample) and ``apply``. Fusions that keep torchvision's per-image result: the flip is
-folded into the crop's column resampling; blur, grayscale and normalisation are linear and
-commute, so grayscale and normalisation are one per-sample colour matrix (unless
-solarization or equalization, which are not linear, sit between them). When no crop box is
-larger than the output (enlarging), the bilinear crop is two passes of two-tap weighted row
-sums (``embedding_bag``) rather than dense resampling matmuls. Batch-sized temporaries live in
-a ``Workspace`` kept between calls. On the CPU the batch is sorted so that each colour-jitter
-step touches only the samples that need it (reading the group sizes back costs nothing there);
-the sort is folded into the crop's row pass.
+``mode="per_sample"`` (default) or ``mode="per_batch"`` (the reference code's draw, paper Sec.
+3.2); the ops in solo-learn's order, the whole batch on the images' device. A call has three
+stages: ``sample_params``, ``plan`` and ``apply``. Rationale and fusions: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,4 @@
-"""Scratch tensors kept from one call to the next.
-
-A CPU batch's temporaries are megabytes each; the C allocator hands blocks that large back to
-the system when they are freed, and every call then page-faults them in again (measured on a
-256 x 3 x 32 x 32 batch: page faults cost more than the arithmetic). Ops that write into a
-``Workspace`` buffer (``out=``) touch memory that stays mapped. Other devices keep nothing:
-their caching allocators reuse memory already, and memory held between calls would be taken
-from the model.
-"""
+"""Scratch tensors kept from one call to the next (CPU only; why: docs/architecture.md)."""
 
 from __future__ import annotations
 

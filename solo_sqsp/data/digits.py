@@ -1,21 +1,8 @@
 """The embedded dataset ``digits``: scikit-learn's handwritten digits, rendered with nuisances.
 
-``sklearn.datasets.load_digits`` holds 1,797 real 8x8 grey digits (10 classes). They are split
-80/20 by source image, stratified by class (no source digit is in both splits), then each source
-is rendered a few times at 16x16 RGB with the factors SSL augmentations should be invariant to:
-the digit scaled to 11-14 px at a random position, random foreground and background colours whose
-luminances differ by more than 0.3, and Gaussian pixel noise (std 0.03). This "mild" rendering is
-the calibrated one of the project's notes. On the validation split (``benchmarks/digits_floors.py``)
-raw pixels reach 31% k-NN top-1 and 11% linearly (near chance: random colours and polarity cancel
-linear pixel evidence), a random-init ResNet18 24%, a supervised ResNet18 98%. Colour dominates
-what a short run learns, so the digits configs read the images in grayscale (README,
-"Calibrating the digits benchmark"), where raw pixels reach 74% k-NN and 12% linearly.
-
-Everything is drawn from one seeded ``numpy.random.Generator``, so a build is identical everywhere;
-the result is cached as one ``.npz`` (written atomically) under ``data.train_path`` when set, else
-``$SOLO_SQSP_CACHE``, else ``~/.cache/solo_sqsp``. The datasets keep images as ``data`` (uint8
-``N x 16 x 16 x 3``) with ``targets`` like torchvision's CIFAR and yield PIL images, so the
-CIFAR augmentation keys, loaders and ``data.fraction`` apply unchanged.
+The 1,797 8x8 digits, split 80/20 by source image, rendered at 16x16 RGB (``DigitsRendering``)
+from one seeded generator, cached as one ``.npz``; the datasets behave like torchvision's CIFAR.
+Rendering choices and measured floors: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ gets ``args.json``, ``metrics.json`` (final ``val_acc1``/``val_acc5``/``val_loss
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -33,6 +32,7 @@ from solo_sqsp.evaluation.config import (
 )
 from solo_sqsp.evaluation.linear_model import LinearModel, build_linear_model
 from solo_sqsp.training.checkpoint_io import resume_step
+from solo_sqsp.training.fit import fit_and_measure
 from solo_sqsp.training.loggers import build_loggers, check_loggers
 from solo_sqsp.training.trainer_settings import lightning_settings
 
@@ -106,18 +106,15 @@ def run_linear(cfg: DictConfig) -> dict[str, Any]:
         logger=loggers,
         enable_checkpointing=bool(cfg.checkpoint.enabled),
     )
-    start = time.time()
-    trainer.fit(model, train_loader, val_loader, ckpt_path=cfg.resume_from_checkpoint)
+    final, extent = fit_and_measure(
+        trainer, model, train_loader, val_loader, cfg.resume_from_checkpoint, FINAL_METRICS
+    )
     metrics: dict[str, Any] = {
-        key: float(trainer.callback_metrics[key])
-        for key in FINAL_METRICS
-        if key in trainer.callback_metrics
+        **final,
+        "best_val_acc1": max(history.val_acc1, default=None),
+        **extent,
     }
     metrics.update(
-        best_val_acc1=max(history.val_acc1, default=None),
-        epochs=trainer.current_epoch,
-        steps=trainer.global_step,
-        wall_s=round(time.time() - start, 1),
         linear_implementation=implementation,
         backbone=pretrained.spec.name,
         cifar_stem=pretrained.spec.cifar_stem,

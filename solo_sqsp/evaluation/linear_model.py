@@ -12,18 +12,18 @@ protocol of the paper's reference ``eval_classification.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from solo_sqsp.compat import ACTIVE_BASE, solo_module
 from solo_sqsp.config import ConfigError, require, set_default
-from solo_sqsp.methods.builtin_base import BaseMethod, accuracy_at_k
-from solo_sqsp.optim.lr_schedule import SCHEDULERS
+from solo_sqsp.methods.builtin_base import accuracy_at_k
+from solo_sqsp.methods.optimization import ScheduledOptimization, set_optimization_defaults
 
 LinearImplementation = Literal["solo-learn", "builtin"]
 CLASSIFIER_INIT_STD = 0.01
@@ -47,15 +47,12 @@ def backbone_features_dim(backbone: nn.Module) -> int:
     )
 
 
-class LinearModel(pl.LightningModule):
+class LinearModel(ScheduledOptimization, pl.LightningModule):
     """solo-learn's ``LinearModel`` interface without solo-learn (no mixup/label smoothing).
 
     Optimisers (sgd, lars, adam, adamw), parameter groups and schedules (warmup_cosine, step,
     none) are built by the same code as the built-in base method's.
     """
-
-    OPTIMIZERS: ClassVar[dict[str, type[torch.optim.Optimizer]]] = BaseMethod.OPTIMIZERS
-    configure_optimizers = BaseMethod.configure_optimizers
 
     def __init__(self, backbone: nn.Module, cfg: DictConfig) -> None:
         super().__init__()
@@ -65,18 +62,7 @@ class LinearModel(pl.LightningModule):
         self.classifier = nn.Linear(backbone_features_dim(backbone), num_classes)
 
         self.finetune: bool = cfg.finetune
-        self.max_epochs: int = cfg.max_epochs
-        self.optimizer: str = cfg.optimizer.name
-        self.lr: float = cfg.optimizer.lr
-        self.weight_decay: float = cfg.optimizer.weight_decay
-        self.extra_optimizer_args: dict[str, Any] = OmegaConf.to_container(cfg.optimizer.kwargs)
-        self.exclude_bias_n_norm_wd: bool = cfg.optimizer.exclude_bias_n_norm_wd
-        self.scheduler: str = cfg.scheduler.name
-        self.lr_decay_steps: list[int] | None = cfg.scheduler.lr_decay_steps
-        self.min_lr: float = cfg.scheduler.min_lr
-        self.warmup_start_lr: float = cfg.scheduler.warmup_start_lr
-        self.warmup_epochs: float = cfg.scheduler.warmup_epochs
-        self.scheduler_interval: str = cfg.scheduler.interval
+        self.read_optimization_cfg(cfg)
         self.no_channel_last: bool = cfg.performance.disable_channel_last
 
         self.backbone.requires_grad_(self.finetune)
@@ -85,29 +71,10 @@ class LinearModel(pl.LightningModule):
     @staticmethod
     def add_and_assert_specific_cfg(cfg: DictConfig) -> DictConfig:
         """solo-learn's ``LinearModel`` defaults, with errors naming the key."""
-        require(cfg, "max_epochs")
-        optimizer = require(cfg, "optimizer.name", f"one of {sorted(BaseMethod.OPTIMIZERS)}")
-        if optimizer not in BaseMethod.OPTIMIZERS:
-            raise ConfigError(
-                f"optimizer.name={optimizer!r}: choose one of {sorted(BaseMethod.OPTIMIZERS)}"
-            )
-        for key in ("batch_size", "lr", "weight_decay"):
-            require(cfg, f"optimizer.{key}")
-        set_default(cfg, "optimizer.exclude_bias_n_norm_wd", False)
-        set_default(cfg, "optimizer.kwargs", {})
         set_default(cfg, "finetune", False)
-        set_default(cfg, "accumulate_grad_batches", 1)
-        scheduler = require(cfg, "scheduler.name", f"one of {SCHEDULERS}")
-        if scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler.name={scheduler!r}: choose one of {SCHEDULERS}")
-        if not set_default(cfg, "scheduler.lr_decay_steps", None) and scheduler == "step":
+        scheduler = set_optimization_defaults(cfg)
+        if scheduler == "step" and not cfg.scheduler.lr_decay_steps:
             raise ConfigError("scheduler.name='step' needs scheduler.lr_decay_steps, e.g. [60, 80]")
-        set_default(cfg, "scheduler.min_lr", 0.0)
-        set_default(cfg, "scheduler.warmup_start_lr", 3e-5)
-        set_default(cfg, "scheduler.warmup_epochs", 10)
-        interval = set_default(cfg, "scheduler.interval", "step")
-        if interval not in ("step", "epoch"):
-            raise ConfigError(f"scheduler.interval={interval!r}: choose 'step' or 'epoch'")
         set_default(cfg, "performance.disable_channel_last", False)
         return cfg
 

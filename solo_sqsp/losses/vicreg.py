@@ -73,9 +73,10 @@ class LossTerms:
                 return name
         return "total"
 
-    def log_dict(self) -> dict[str, Tensor]:
-        """Detached ``{"loss": total, **terms}`` for a logger."""
-        return {"loss": self.total.detach(), **{k: v.detach() for k, v in self.terms.items()}}
+    def log_dict(self, prefix: str = "") -> dict[str, Tensor]:
+        """Detached ``{"loss": total, **terms}`` for a logger, each name after ``prefix``."""
+        values = {"loss": self.total, **self.terms}
+        return {f"{prefix}{name}": value.detach() for name, value in values.items()}
 
 
 def _check_batch(z: Tensor, term: str) -> None:

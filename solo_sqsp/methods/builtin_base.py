@@ -3,7 +3,7 @@
 Used when solo-learn is not importable (see ``solo_sqsp.methods.base``). Same config schema, same
 method names and semantics, only what this project's methods need: ResNet backbones, the online
 linear classifier on detached features, SGD/LARS/Adam/AdamW, ``warmup_cosine``/``step``/``none``
-schedules, and online weighted k-NN evaluation.
+schedules (``solo_sqsp.methods.optimization``), and online weighted k-NN evaluation.
 
 Batches: training ``[indexes, [X_1, ..., X_n], targets]`` (``n = num_large_crops +
 num_small_crops``, one tensor allowed for ``n = 1``); validation ``(X, targets)``. Targets of -1
@@ -15,7 +15,7 @@ bank is the clean training split, read as a second validation loader
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import lightning.pytorch as pl
 import omegaconf
@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from solo_sqsp.config import OPTIMIZER_CLASSES, require, set_default
+from solo_sqsp.config import require, set_default
 from solo_sqsp.methods.knn_bank import take_bank_batch
+from solo_sqsp.methods.optimization import ScheduledOptimization, set_optimization_defaults
 from solo_sqsp.metrics.knn_classifier import WeightedKNNClassifier
 from solo_sqsp.models.backbones import BACKBONES, build_backbone, uses_cifar_stem
-from solo_sqsp.optim.lr_schedule import DEFAULT_WARMUP_EPOCHS, SCHEDULERS, build_lr_scheduler
 
 PARSE_HINT = "solo_sqsp.config.parse_cfg sets it from data.dataset and augmentations"
 
@@ -41,33 +41,13 @@ def accuracy_at_k(logits: Tensor, targets: Tensor, top_k: Sequence[int]) -> list
         return [hits[:, :k].any(dim=1).float().mean() * 100.0 for k in top_k]
 
 
-def split_weight_decay(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each group split in two: >= 2-D parameters keep the group's settings, biases and norm
-    weights (<= 1-D) go to ``<name>_no_decay`` with ``weight_decay = 0``."""
-    out = []
-    for group in groups:
-        params = list(group["params"])
-        settings = {key: value for key, value in group.items() if key != "params"}
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        if decay:
-            out.append({**settings, "params": decay})
-        if no_decay:
-            name = settings.get("name")
-            renamed = {"name": f"{name}_no_decay"} if name else {}
-            out.append({**settings, **renamed, "params": no_decay, "weight_decay": 0.0})
-    return out
-
-
-class BaseMethod(pl.LightningModule):
+class BaseMethod(ScheduledOptimization, pl.LightningModule):
     """Backbone + online classifier, optimisers, schedules and online k-NN, as solo-learn's.
 
     Subclasses override ``add_and_assert_specific_cfg`` (calling the parent's), extend
     ``learnable_params`` and ``forward``, and call ``super().training_step`` to get per-crop
     outputs (lists) plus the online classifier's ``loss``.
     """
-
-    OPTIMIZERS: ClassVar[dict[str, type[torch.optim.Optimizer]]] = OPTIMIZER_CLASSES
 
     def __init__(self, cfg: omegaconf.DictConfig) -> None:
         super().__init__()
@@ -82,26 +62,12 @@ class BaseMethod(pl.LightningModule):
         self.num_classes: int = cfg.data.num_classes
         self.classifier = nn.Linear(self.features_dim, self.num_classes)
 
-        self.max_epochs: int = cfg.max_epochs
         self.accumulate_grad_batches: int = cfg.accumulate_grad_batches
-
-        self.optimizer: str = cfg.optimizer.name
         self.batch_size: int = cfg.optimizer.batch_size
-        self.weight_decay: float = cfg.optimizer.weight_decay
-        self.extra_optimizer_args: dict[str, Any] = OmegaConf.to_container(cfg.optimizer.kwargs)
-        self.exclude_bias_n_norm_wd: bool = cfg.optimizer.exclude_bias_n_norm_wd
-
-        self.scheduler: str = cfg.scheduler.name
-        self.lr_decay_steps: list[int] | None = cfg.scheduler.lr_decay_steps
-        self.warmup_epochs: float = cfg.scheduler.warmup_epochs
-        self.scheduler_interval: str = cfg.scheduler.interval
-
         # Gradient accumulation takes larger effective steps: rates scale with it (solo-learn).
         scale = cfg.accumulate_grad_batches
-        self.lr: float = cfg.optimizer.lr * scale
+        self.read_optimization_cfg(cfg, lr_scale=scale)
         self.classifier_lr: float = cfg.optimizer.classifier_lr * scale
-        self.min_lr: float = cfg.scheduler.min_lr * scale
-        self.warmup_start_lr: float = cfg.scheduler.warmup_start_lr * scale
 
         self.num_large_crops: int = cfg.data.num_large_crops
         self.num_small_crops: int = cfg.data.num_small_crops
@@ -128,29 +94,9 @@ class BaseMethod(pl.LightningModule):
         require(cfg, "data.dataset")
         for key in ("data.num_classes", "data.num_large_crops", "data.num_small_crops"):
             require(cfg, key, PARSE_HINT)
-        require(cfg, "max_epochs")
-
-        optimizer = require(cfg, "optimizer.name", f"one of {sorted(BaseMethod.OPTIMIZERS)}")
-        if optimizer not in BaseMethod.OPTIMIZERS:
-            raise ValueError(
-                f"optimizer.name={optimizer!r}: choose one of {sorted(BaseMethod.OPTIMIZERS)}"
-            )
-        for key in ("batch_size", "lr", "weight_decay", "classifier_lr"):
-            require(cfg, f"optimizer.{key}")
-        set_default(cfg, "optimizer.exclude_bias_n_norm_wd", False)
-        set_default(cfg, "optimizer.kwargs", {})
-        set_default(cfg, "accumulate_grad_batches", 1)
-
-        scheduler = require(cfg, "scheduler.name", f"one of {SCHEDULERS}")
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler.name={scheduler!r}: choose one of {SCHEDULERS}")
-        set_default(cfg, "scheduler.lr_decay_steps", None)
-        set_default(cfg, "scheduler.min_lr", 0.0)
-        set_default(cfg, "scheduler.warmup_start_lr", 3e-5)
-        set_default(cfg, "scheduler.warmup_epochs", DEFAULT_WARMUP_EPOCHS)
-        interval = set_default(cfg, "scheduler.interval", "step")
-        if interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler.interval={interval!r}: choose 'step' or 'epoch'")
+        set_optimization_defaults(
+            cfg, required=("batch_size", "lr", "weight_decay", "classifier_lr")
+        )
 
         set_default(cfg, "knn_eval.enabled", False)
         set_default(cfg, "knn_eval.k", 20)
@@ -172,42 +118,6 @@ class BaseMethod(pl.LightningModule):
                 "weight_decay": 0,
             },
         ]
-
-    def configure_optimizers(self) -> Any:
-        """The optimizer over ``learnable_params`` and its schedule
-        (``solo_sqsp.optim.lr_schedule``)."""
-        groups = self.learnable_params
-        if self.exclude_bias_n_norm_wd:
-            groups = split_weight_decay(groups)
-        static_groups = [i for i, group in enumerate(groups) if group.pop("static_lr", False)]
-        optimizer = self.OPTIMIZERS[self.optimizer](
-            groups, lr=self.lr, weight_decay=self.weight_decay, **self.extra_optimizer_args
-        )
-        if self.scheduler == "none":
-            return optimizer
-
-        # warmup_cosine counts optimizer steps or epochs (scheduler.interval); step always
-        # counts epochs in lr_decay_steps, as in solo-learn.
-        interval = self.scheduler_interval if self.scheduler == "warmup_cosine" else "epoch"
-        if interval == "step":
-            total = self.trainer.estimated_stepping_batches
-            warmup = self.warmup_epochs * total / self.max_epochs
-        else:
-            total, warmup = self.max_epochs, self.warmup_epochs
-        scheduler = build_lr_scheduler(
-            optimizer,
-            self.scheduler,
-            warmup_steps=warmup,
-            total_steps=total,
-            warmup_start_lr=self.warmup_start_lr,
-            min_lr=self.min_lr,
-            lr_decay_steps=self.lr_decay_steps,
-            static_groups=static_groups,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "frequency": 1},
-        }
 
     def forward(self, X: Tensor) -> dict[str, Any]:
         """``{"feats": backbone features, "logits": classifier on detached features}``;

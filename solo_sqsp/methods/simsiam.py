@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from solo_sqsp.methods.base import BaseMethod
+from solo_sqsp.metrics.collapse import output_std
 from solo_sqsp.models.heads import head_choice, simsiam_heads
 
 
@@ -30,12 +31,6 @@ def negative_cosine_loss(p: Tensor, z: Tensor) -> Tensor:
 def simsiam_loss(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
     """SimSiam's symmetrised loss ``D(p1, z2) / 2 + D(p2, z1) / 2``."""
     return negative_cosine_loss(p1, z2) / 2 + negative_cosine_loss(p2, z1) / 2
-
-
-def output_std(z: Tensor) -> Tensor:
-    """Mean per-dimension std of the L2-normalised outputs: ``1 / sqrt(dim)`` when healthy, 0
-    when collapsed (the SimSiam paper's collapse monitor)."""
-    return F.normalize(z, dim=-1).std(dim=0).mean()
 
 
 class SimSiam(BaseMethod):

@@ -128,9 +128,5 @@ class SqueezeAndSpan(SyntheticFeed, BaseMethod):
             z1, z2 = out["z"][:2]
             real_terms = vicreg_loss(z1, z2, self.loss_weights)
         total = sqsp_total(syn_terms, real_terms, self.syn_ratio)
-        self.log_dict(
-            {f"train_{name}": value for name, value in total.log_dict().items()},
-            on_epoch=True,
-            sync_dist=True,
-        )
+        self.log_dict(total.log_dict("train_"), on_epoch=True, sync_dist=True)
         return total.total + out["loss"]

@@ -59,9 +59,5 @@ class VICReg(BaseMethod):
         out = super().training_step(batch, batch_idx)
         z1, z2 = out["z"][:2]
         terms = vicreg_loss(z1, z2, self.loss_weights)
-        self.log_dict(
-            {f"train_vicreg_{name}": value for name, value in terms.log_dict().items()},
-            on_epoch=True,
-            sync_dist=True,
-        )
+        self.log_dict(terms.log_dict("train_vicreg_"), on_epoch=True, sync_dist=True)
         return terms.total + out["loss"]

@@ -1,1 +1,1 @@
-"""Metrics of a representation: the weighted k-NN classifier."""
+"""Metrics of a representation: the weighted k-NN classifier and the collapse monitor."""

@@ -1,24 +1,8 @@
 """Projection heads: solo-learn's, or those of the paper's reference code.
 
-``method_kwargs.head`` picks them for ``vicreg`` and ``simsiam`` (Table 2 baselines), the builtin
-methods and solo-learn's alike (``install_heads`` replaces the heads solo-learn built), and for the
-``sqsp`` student, whose projector is VICReg's (Sec. 4), so a baseline row and Sq&Sp can share one:
-
-- ``solo`` (default of ``vicreg``, ``simsiam``): solo-learn's heads, widths ``proj_hidden_dim`` /
-  ``proj_output_dim`` (and ``pred_hidden_dim`` for SimSiam's predictor); ``proj_layers`` does not
-  apply.
-- ``authors`` (default of ``sqsp``: the paper's student): the reference code's heads, whose hidden
-  width is the backbone's feature width ``d`` (``proj_hidden_dim`` does not apply); ``proj_layers``
-  counts the projector's linear layers: VICReg ``(proj_layers - 1) x [Linear(d, d, bias=False), BN,
-  ReLU]`` then ``Linear(d, proj_output_dim, bias=False)`` (its ``ProjExtractor``: the ``sqsp``
-  student's projector, default 5 as its VICReg scripts); SimSiam the same layers with a last
-  ``BN(affine=False)`` (default 2 as its CIFAR scripts, 3 on STL10) and the predictor ``Linear(o,
-  pred_hidden_dim, bias=False), BN, ReLU, Linear(pred_hidden_dim, o)``. The reference SimSiam's last
-  linear keeps a frozen bias that the following BN cancels; here it has none.
-
-The CIFAR/STL/ImageNet baseline configs inherit ``proj_layers: 5`` from their ``sqsp`` config:
-with ``head: authors`` SimSiam needs ``method_kwargs.proj_layers=2`` (3 on STL10) to match the
-reference scripts.
+``method_kwargs.head``: ``solo`` (default of ``vicreg``, ``simsiam``) or ``authors`` (default of
+``sqsp``, the paper's student, Sec. 4), for the builtin methods and solo-learn's alike
+(``install_heads``). Layer layouts and inherited ``proj_layers``: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -63,7 +47,7 @@ def head_choice(cfg: omegaconf.DictConfig, method: str) -> str:
 
 def vicreg_projector(head: str, features_dim: int, kwargs: omegaconf.DictConfig) -> nn.Sequential:
     """VICReg's projector, also the ``sqsp`` student's: solo-learn's 3-layer MLP or the reference
-    code's (module docstring)."""
+    code's (layouts: docs/architecture.md)."""
     if head == "authors":
         return build_projector(features_dim, kwargs.proj_output_dim, num_layers=kwargs.proj_layers)
     hidden, out = kwargs.proj_hidden_dim, kwargs.proj_output_dim
@@ -82,7 +66,7 @@ def simsiam_heads(
     head: str, features_dim: int, kwargs: omegaconf.DictConfig
 ) -> tuple[nn.Sequential, nn.Sequential]:
     """SimSiam's ``(projector, predictor)``: solo-learn's or the reference code's projector
-    (module docstring), ending in ``BN(affine=False)``; the same predictor for both."""
+    (docs/architecture.md), ending in ``BN(affine=False)``; the same predictor for both."""
     out, pred = kwargs.proj_output_dim, kwargs.pred_hidden_dim
     if head == "authors":
         projector = build_projector(features_dim, out, num_layers=kwargs.proj_layers)

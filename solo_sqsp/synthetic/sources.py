@@ -31,14 +31,17 @@ an existing one must match the teacher's fingerprint. Keys of the mapping that d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from solo_sqsp.augment import AUGMENT_MODES, BatchAugment
 from solo_sqsp.synthetic.bank import BankSource, ensure_bank, teacher_record
-from solo_sqsp.synthetic.stream import SyntheticBatch, SyntheticSource
+from solo_sqsp.synthetic.stream import StreamOptions, SyntheticBatch, SyntheticSource
 from solo_sqsp.teachers import GeneratorTeacher
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SOURCES = ("live", "bank")
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
@@ -95,31 +98,18 @@ def build_synthetic_source(
     *,
     batch_size: int,
     augment: BatchAugment | None,
-    num_views: int = 1,
-    crop_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    seed: int = 0,
-    rank: int = 0,
+    **options: Unpack[StreamOptions],
 ) -> SyntheticStream:
     """The source ``spec`` asks for (see the module docstring), drawing ``batch_size`` samples
-    a step with ``num_views`` views each, on the teacher's device; ``seed``/``rank`` select the
-    per-rank random stream (``crop_size``/``mean``/``std`` apply when ``augment`` is None)."""
+    a step with ``options`` (``num_views`` views each; ``seed``/``rank`` select the per-rank
+    random stream; ``crop_size``/``mean``/``std`` apply when ``augment`` is None), on the
+    teacher's device."""
     settings = synthetic_settings(spec)
-    common = dict(
-        batch_size=batch_size,
-        augment=augment,
-        num_views=num_views,
-        seed=seed,
-        rank=rank,
-        crop_size=crop_size,
-        mean=mean,
-        std=std,
-    )
     if settings["source"] == "live":
-        return SyntheticSource(teacher, **common)
+        return SyntheticSource(teacher, batch_size, augment, **options)
 
-    bank_seed = seed if settings["bank_seed"] is None else int(settings["bank_seed"])
+    run_seed = options.get("seed", 0)
+    bank_seed = run_seed if settings["bank_seed"] is None else int(settings["bank_seed"])
     record = teacher_record(teacher)
     path = settings["bank_path"]
     if path is None:
@@ -134,4 +124,4 @@ def build_synthetic_source(
         verify=bool(settings["bank_verify"]),
         record=record,
     )
-    return BankSource(bank, teacher.device, **common)
+    return BankSource(bank, teacher.device, batch_size, augment, **options)

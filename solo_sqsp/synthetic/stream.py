@@ -20,13 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from solo_sqsp.augment import IMAGENET_MEAN_STD, BatchAugment
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class Teacher(Protocol):
@@ -56,10 +59,24 @@ def stream_seed(seed: int, rank: int, worker: int, step: int) -> int:
     return int(words[0]) | (int(words[1]) << 32)
 
 
+class StreamOptions(TypedDict, total=False):
+    """The keywords every synthetic source takes after ``batch_size`` and ``augment``
+    (``SeededStream``; defaults there)."""
+
+    num_views: int
+    seed: int
+    rank: int
+    worker: int
+    crop_size: int | None
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+
+
 class SeededStream:
     """What every synthetic source shares: the ``(seed, rank, worker, step)`` stream of random
     generators (module docstring), the augmentation of ``num_views`` views per batch, iteration
-    and the resumable state. Subclasses give ``device`` and ``next_batch``."""
+    and the resumable state. Subclasses give ``device``, ``native_resolution`` (the default
+    ``crop_size``) and ``next_batch``, and set what those read before calling ``__init__``."""
 
     device: torch.device
 
@@ -67,14 +84,16 @@ class SeededStream:
         self,
         batch_size: int,
         augment: BatchAugment | None,
-        num_views: int,
-        seed: int,
-        rank: int,
-        worker: int,
-        resolution: int,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
+        *,
+        num_views: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        worker: int = 0,
+        crop_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
+        resolution = crop_size or self.native_resolution
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if num_views < 1:
@@ -94,6 +113,11 @@ class SeededStream:
         self.augment = augment
         self.step = 0
         self._rng: torch.Generator | None = None
+
+    @property
+    def native_resolution(self) -> int:
+        """The side of the images the source serves (the default ``crop_size``)."""
+        raise NotImplementedError
 
     def _generator(self) -> torch.Generator:
         """This step's generator: made once on the device, re-seeded every step."""
@@ -159,26 +183,14 @@ class SyntheticSource(SeededStream):
         teacher: Teacher,
         batch_size: int,
         augment: BatchAugment | None,
-        num_views: int = 1,
-        seed: int = 0,
-        rank: int = 0,
-        worker: int = 0,
-        crop_size: int | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        **options: Unpack[StreamOptions],
     ) -> None:
-        super().__init__(
-            batch_size,
-            augment,
-            num_views,
-            seed,
-            rank,
-            worker,
-            crop_size or teacher.resolution,
-            mean,
-            std,
-        )
         self.teacher = teacher
+        super().__init__(batch_size, augment, **options)
+
+    @property
+    def native_resolution(self) -> int:
+        return self.teacher.resolution
 
     @property
     def device(self) -> torch.device:

@@ -1,15 +1,8 @@
 """The generator teacher of Squeeze-and-Span (paper Sec. 3.1 and Fig. 2).
 
-A frozen, pretrained generator ``G(z, c)`` draws synthetic images; the output of selected
-generator modules (StyleGAN2: the feature map ``x`` of every synthesis block, or the mapping
-output ``w`` for "latent variable" distillation, Table 5) is global-average-pooled into one
-vector per module. Those vectors are what the squeeze module ``T`` maps onto the student.
-
-Ownership: the teacher keeps its generator as a plain attribute, not as a registered
-submodule. A method that registers the teacher as a child therefore sees no teacher
-parameters in ``parameters()`` (nothing for its optimizer) and no teacher tensors in
-``state_dict()`` (checkpoints stay student-sized; the teacher file is reloaded instead),
-while ``.to(device)`` / ``.cuda()`` / ``.half()`` of the owner still reach the generator.
+Selected generator modules' outputs (StyleGAN2's synthesis blocks, or ``w``, Table 5),
+global-average-pooled into one vector per module. Why the generator is a plain attribute, not a
+submodule: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,8 @@
 """Clean-room StyleGAN2 generator, layout-compatible with NVIDIA's StyleGAN2-ADA.
 
-Implements the generator of Karras et al., "Analyzing and Improving the Image Quality of
-StyleGAN" (CVPR 2020): mapping network (Fig. 2b), weight modulation/demodulation (Sec. 2.2,
-Eqs. 1-3), noise inputs, learned constant input, the `orig`/`skip`/`resnet` synthesis
-architectures (Fig. 7) and FIR up-sampling. Module names, constructor arguments and
-parameter/buffer names follow `training/networks.py` of NVIDIA's stylegan2-ada-pytorch, so a
-`G_ema.state_dict()` from a NVIDIA pickle loads unchanged and `G(z, c, truncation_psi,
-truncation_cutoff, noise_mode=...)` behaves the same.
-
-The computation differs from NVIDIA's in form, not in result:
-
-- Modulated 3x3 convolutions scale the activations by the styles, run one dense convolution
-  shared by the whole batch and scale the outputs by the demodulation coefficients, which come
-  from a small `styles**2 @ sum_k(weight**2).T` matmul. This avoids NVIDIA's per-sample weights
-  (N x O x I x k x k) and grouped convolution.
-- The demodulation, noise, bias, activation gain and clamp run as one fused multiply-add plus
-  in-place activation and clamp when no gradient is recorded.
-- Up-sampling convolutions are a stride-2 transposed convolution followed by a depthwise FIR
-  filter (NVIDIA's arithmetic cost, without its reference implementation's copies).
-
-Mixed precision: blocks built with `use_fp16` (from `num_fp16_res`) compute in float16 on CUDA,
-as NVIDIA does. On CPU they compute in float32. `conv_clamp` always bounds activations.
-Activations use channels_last on CPU, where oneDNN is faster that way, and on CUDA in blocks
-that NVIDIA marks with `fp16_channels_last`. Under `torch.autocast` the convolutions run in the
-autocast dtype.
+Karras et al., CVPR 2020 (Fig. 2b, Eqs. 1-3, Fig. 7): a ``G_ema.state_dict()`` from a NVIDIA
+pickle loads unchanged. How the computation differs from NVIDIA's in form, not in result, and
+mixed precision: docs/architecture.md.
 """
 
 from __future__ import annotations

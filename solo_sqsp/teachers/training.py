@@ -1,22 +1,8 @@
 """Training a small StyleGAN2 teacher from scratch (the embedded demo's teacher, or any images).
 
-The recipe is StyleGAN2's (Karras et al., CVPR 2020) at small scale, with NVIDIA's CIFAR settings
-where they apply:
-
-- generator: our :class:`~solo_sqsp.teachers.stylegan2.Generator` (so the trained teacher runs
-  through the same loading and feature code as NVIDIA's pickles);
-- discriminator: the residual architecture of StyleGAN2 Fig. 7c, built from the generator's
-  equalised-learning-rate layers, 2x average-pool down-sampling and a minibatch-standard-deviation
-  epilogue (Karras et al. 2018, Sec. 3);
-- non-saturating logistic loss, lazy R1 penalty on real images every ``r1_interval`` steps
-  (Mescheder et al. 2018; StyleGAN2 Sec. B) with NVIDIA's Adam adjustment for lazy steps;
-- Adam(betas 0, 0.99), ``G_ema`` with NVIDIA's ramped half-life ``min(ema_kimg, 0.05 * seen)``;
-- DiffAugment (Zhao et al. 2020) translation and/or colour, differentiable, on every image the
-  discriminator sees, real and fake, against discriminator over-fitting on small data.
-
-Every random draw (batches, latents, noise, augmentation) comes from one seeded
-``torch.Generator`` saved with the state, so a resumed run continues exactly as an uninterrupted
-one would.
+StyleGAN2's recipe (Karras et al., CVPR 2020; discriminator of Fig. 7c) at small scale; one seeded
+``torch.Generator`` saved with the state makes a resumed run exact. The recipe in detail:
+docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from solo_sqsp.methods import ACTIVE_BASE, get_method
 from solo_sqsp.methods.knn_bank import knn_validation_loaders
 from solo_sqsp.methods.method_kwargs import check_method_kwargs
 from solo_sqsp.training.checkpoint_io import AtomicCheckpointIO, resume_step
+from solo_sqsp.training.fit import fit_and_measure
 from solo_sqsp.training.loggers import build_loggers, check_loggers
 from solo_sqsp.training.nonfinite import NonFiniteLossGuard
 from solo_sqsp.training.preflight import check_method
@@ -132,18 +133,10 @@ def run_pretrain(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> dict[st
         logger=loggers,
         enable_checkpointing=bool(cfg.checkpoint.enabled),
     )
-    start = time.time()
-    trainer.fit(model, train_loader, val_loaders, ckpt_path=cfg.resume_from_checkpoint)
-    metrics: dict[str, Any] = {
-        key: float(trainer.callback_metrics[key])
-        for key in FINAL_METRICS
-        if key in trainer.callback_metrics
-    }
-    metrics.update(
-        epochs=trainer.current_epoch,
-        steps=trainer.global_step,
-        wall_s=round(time.time() - start, 1),
+    final, extent = fit_and_measure(
+        trainer, model, train_loader, val_loaders, cfg.resume_from_checkpoint, FINAL_METRICS
     )
+    metrics: dict[str, Any] = {**final, **extent}
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "args.json").write_text(

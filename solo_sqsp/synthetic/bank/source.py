@@ -12,14 +12,17 @@ serves exactly the batches the interrupted one would have served next.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from solo_sqsp.augment import BatchAugment
 from solo_sqsp.synthetic.bank.storage import TeacherBank, tagged_seed
-from solo_sqsp.synthetic.stream import SeededStream, SyntheticBatch
+from solo_sqsp.synthetic.stream import SeededStream, StreamOptions, SyntheticBatch
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class BankSource(SeededStream):
@@ -32,28 +35,16 @@ class BankSource(SeededStream):
         device: torch.device | str,
         batch_size: int,
         augment: BatchAugment | None,
-        num_views: int = 1,
-        seed: int = 0,
-        rank: int = 0,
-        worker: int = 0,
-        crop_size: int | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        **options: Unpack[StreamOptions],
     ) -> None:
-        super().__init__(
-            batch_size,
-            augment,
-            num_views,
-            seed,
-            rank,
-            worker,
-            crop_size or int(bank.meta["image_shape"][-1]),
-            mean,
-            std,
-        )
         self.bank = bank
+        super().__init__(batch_size, augment, **options)
         self.device = torch.device(device)
         self._order: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def native_resolution(self) -> int:
+        return int(self.bank.meta["image_shape"][-1])
 
     def _pass_order(self, epoch: int) -> torch.Tensor:
         """The permutation of bank indices of pass ``epoch`` (kept for the current pass)."""
