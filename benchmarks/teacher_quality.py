@@ -90,6 +90,12 @@ def train_classifier(images: Tensor, targets: Tensor, epochs: int, seed: int) ->
     return model.eval()
 
 
+def quantise(images: Tensor) -> np.ndarray:
+    """Generator output (NCHW, about [-1, 1]) -> uint8 NHWC, as a saved image would be."""
+    x = (images.clamp(-1, 1) + 1) * 127.5
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 @torch.no_grad()
 def generate(generator: Generator, count: int, seed: int) -> np.ndarray:
     """``count`` samples as the teacher adapter draws them, quantised to uint8 NHWC."""
@@ -97,9 +103,8 @@ def generate(generator: Generator, count: int, seed: int) -> np.ndarray:
     images = []
     for chunk in torch.arange(count).split(256):
         z = torch.randn(len(chunk), generator.z_dim, generator=rng)
-        images.append(generator(z, None, noise_mode="const").clamp(-1, 1))
-    x = (torch.cat(images) + 1) * 127.5
-    return x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        images.append(generator(z, None, noise_mode="const"))
+    return quantise(torch.cat(images))
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:
