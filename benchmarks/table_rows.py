@@ -28,6 +28,7 @@ import platform
 import re
 import shutil
 import statistics
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -401,9 +402,10 @@ def bar_plot(rows: list[dict[str, Any]], floors: dict[str, Any], path: Path, tit
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([bar_label(row) for row in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("top-1 (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 115)  # headroom for the legend above the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_title(textwrap.fill(title, 60), fontsize=9)
+    ax.legend(fontsize=8, ncol=len(metrics), loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
