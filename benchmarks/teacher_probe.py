@@ -149,8 +149,6 @@ def student_sets(
     """A finished ``sqsp`` run's squeezed target ``h`` of the samples' pooled blocks (its
     squeeze module, Eq. 6) and its student's projection ``z`` of the images."""
     model, cfg = load_trained_method(run_dir)
-    if not hasattr(model, "squeeze"):
-        raise SystemExit(f"--student {run_dir}: a {cfg.method} run has no squeeze module")
     blocks = [f"{name.split('.')[-1]} pooled" for name in model.teacher.feature_names]
     if any(block not in teacher for block in blocks):
         raise SystemExit(
@@ -161,6 +159,22 @@ def student_sets(
     views = grayscale(images) if cfg.data.get("eval_grayscale") else images
     z = torch.cat([model(chunk)["z"] for chunk in normalised(views).split(500)])
     return {"squeezed target h": h.numpy(), "student z": z.numpy()}
+
+
+def check_student(run_dir: Path, teacher: str, untrained: bool) -> None:
+    """Refuse, before any work, a ``--student`` that is not a finished ``sqsp`` run of
+    ``teacher`` (its squeeze module only makes sense of that teacher's trained features)."""
+    config = run_dir / "args.json"
+    if not config.is_file() or not (run_dir / "last.ckpt").is_file():
+        raise SystemExit(f"--student {run_dir}: not a finished run (no args.json and last.ckpt)")
+    if untrained:
+        raise SystemExit("--student and --untrained: the run's squeeze module saw trained features")
+    cfg = json.loads(config.read_text())
+    if cfg.get("method") != "sqsp":
+        raise SystemExit(f"--student {run_dir}: a {cfg.get('method')} run has no squeeze module")
+    used = cfg["method_kwargs"]["teacher"]["path"]
+    if Path(resolve_teacher_path(used)).resolve() != Path(resolve_teacher_path(teacher)).resolve():
+        raise SystemExit(f"--student {run_dir}: trained with teacher {used!r}, not {teacher!r}")
 
 
 def probe(features: np.ndarray, target: np.ndarray, classify: bool, seed: int) -> float:
@@ -325,6 +339,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.samples < 10 * FOLDS:
         parser.error(f"--samples must be at least {10 * FOLDS}")
+    if args.student is not None:
+        check_student(args.student, args.teacher, args.untrained)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -112,4 +112,12 @@ def test_student_probe_of_a_finished_squeeze_run(tmp_path, monkeypatch) -> None:
     importlib.import_module("table2").main()
     (vicreg_dir,) = {path.parent for path in tmp_path.rglob("last.ckpt")} - {run_dir}
     with pytest.raises(SystemExit, match="no squeeze module"):
-        teacher_probe.run_probe(generator, judge, samples=100, seed=0, student=vicreg_dir)
+        teacher_probe.check_student(vicreg_dir, "bundled:digits_teacher.pt", untrained=False)
+    teacher_probe.check_student(run_dir, "bundled:digits_teacher.pt", untrained=False)
+    snapshot = str(REPO_ROOT / "benchmarks" / "teacher_snapshots" / "digits_teacher-005000.pt")
+    with pytest.raises(SystemExit, match="trained with teacher"):
+        teacher_probe.check_student(run_dir, snapshot, untrained=False)
+    with pytest.raises(SystemExit, match="--untrained"):
+        teacher_probe.check_student(run_dir, "bundled:digits_teacher.pt", untrained=True)
+    with pytest.raises(SystemExit, match="not a finished run"):
+        teacher_probe.check_student(tmp_path, "bundled:digits_teacher.pt", untrained=False)
