@@ -8,7 +8,8 @@ luminance onto a random colour pair as the rendering draws one (``--recolor``). 
 prints the k-NN top-1 on the validation split (k 20, cosine, T 0.07, clean images) and what
 the 20 neighbours share: the fg/bg polarity and the digit's position (mean distance in pixels;
 random pairs: 2.5). ``--log-every`` traces the loss terms, output std, effective rank and
-gradient norm; ``--loss simclr`` swaps in InfoNCE as a control.
+gradient norm; ``--loss simclr`` swaps in InfoNCE and ``--loss simsiam --head simsiam`` SimSiam
+as controls.
 README, "Calibrating the digits benchmark", lists the ablations run with it. Example:
     python benchmarks/reference_vicreg.py --epochs 10 --stop-after 2 --gray 1.0 --out g.json
 """
@@ -32,7 +33,12 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 PERMUTATIONS = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
-HEADS = {"solo1024": [512, 1024, 1024, 1024], "authors": [512] * 5 + [2048]}
+HEADS = {
+    "solo1024": [512, 1024, 1024, 1024],
+    "authors": [512] * 5 + [2048],
+    "simsiam": [512, 2048, 2048],  # the reference SimSiam's 2-layer CIFAR projector
+}
+PREDICTOR = [2048, 512, 2048]  # SimSiam's bottleneck predictor (Chen & He 2021)
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,7 +61,12 @@ def parse_args() -> argparse.Namespace:
     add("--invert", type=float, default=0.0, help="inversion probability")
     add("--recolor", type=float, default=0.0, help="probability of a random new colour pair")
     add("--gray-probe", action="store_true", help="k-NN on grayscale images")
-    add("--loss", choices=["vicreg", "simclr"], default="vicreg", help="simclr: InfoNCE control")
+    add(
+        "--loss",
+        choices=["vicreg", "simclr", "simsiam"],
+        default="vicreg",
+        help="controls: simclr (InfoNCE), simsiam (predictor, stop-gradient; --head simsiam)",
+    )
     add("--tau", type=float, default=0.2, help="InfoNCE temperature")
     add("--log-every", type=int, default=0)
     add("--threads", type=int, default=2)
@@ -152,6 +163,15 @@ def info_nce(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
     return F.cross_entropy(logits, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))
 
 
+def simsiam(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
+    """SimSiam's symmetrised negative cosine, each prediction against the other view's
+    projection with its gradient stopped (Chen & He 2021, Eq. 2-4)."""
+    return (
+        -(F.cosine_similarity(p1, z2.detach()).mean() + F.cosine_similarity(p2, z1.detach()).mean())
+        / 2
+    )
+
+
 def nuisances(images: Tensor) -> tuple[Tensor, Tensor]:
     """Per image: polarity (foreground brighter than the border's median) and the digit's
     centre ``(y, x)`` in pixels."""
@@ -177,8 +197,9 @@ def main() -> None:
     y_train = torch.from_numpy(digits.train.targets).long()
     y_val = torch.from_numpy(digits.val.targets).long()
     (pol_train, pos_train), (pol_val, pos_val) = nuisances(x_train), nuisances(x_val)
-    net, projector = resnet18(), mlp(HEADS[args.head])
+    net, projector, predictor = resnet18(), mlp(HEADS[args.head]), mlp(PREDICTOR)
     params = [*net.parameters(), *projector.parameters()]
+    params += [*predictor.parameters()] if args.loss == "simsiam" else []
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.wd)
     steps = len(x_train) // args.batch
     total, warm = steps * args.epochs, max(1, int(args.warmup * steps * args.epochs))
@@ -224,6 +245,8 @@ def main() -> None:
             loss = 25 * terms["sim"] + 25 * terms["var"] + args.cov * terms["cov"]
             if args.loss == "simclr":
                 loss = info_nce(z1, z2, args.tau)
+            if args.loss == "simsiam":
+                loss = simsiam(predictor(z1), predictor(z2), z1, z2)
             if not torch.isfinite(loss):
                 raise SystemExit(f"non-finite loss at epoch {epoch + 1}, step {i}")
             optimizer.zero_grad(set_to_none=True)

@@ -15,7 +15,9 @@ Floors (raw pixels, random-init ResNet18, optionally the supervised ceiling) com
 Each finished (row, seed) leaves ``result.json`` (its composed config and probe results) in its
 run folder under ``--work-dir``; a rerun with the same work dir reuses every run whose config is
 unchanged, so an interrupted table resumes at the first unfinished run (``--fresh`` retrains);
-``--ledger`` also keeps them in a file that can be committed (``run_ledger.py``).
+``--ledger`` also keeps them in a file that can be committed (``run_ledger.py``). A run whose
+loss turns non-finite is a result too: recorded as diverged, left out of its row's means and
+counted in its label.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from solo_sqsp.evaluation import load_frozen_backbone
 from solo_sqsp.methods import get_method
 from solo_sqsp.metrics.collapse import output_std
 from solo_sqsp.models.backbones import build_backbone
+from solo_sqsp.training.nonfinite import NonFiniteError
 from solo_sqsp.training.pretrain import run_dir_for, run_pretrain
 
 CONFIG_DIR = REPO_ROOT / "scripts" / "pretrain" / "digits"
@@ -278,7 +281,16 @@ def run_row(
             return result
     shutil.rmtree(planned_dir, ignore_errors=True)  # a stale last.ckpt would be read below
     clock = TrainingClock()
-    metrics = run_pretrain(cfg, callbacks=[clock])
+    try:
+        metrics = run_pretrain(cfg, callbacks=[clock])
+    except NonFiniteError as error:  # a result too: recorded, and the table goes on
+        diverged = {"seed": seed, "diverged": str(error), "knn_curve": clock.curve}
+        planned_dir.mkdir(parents=True, exist_ok=True)
+        (planned_dir / RESULT_FILE).write_text(json.dumps({"config": composed, "result": diverged}))
+        if ledger is not None:
+            ledger.record(key, composed, diverged)
+        print(f"{row.label} seed {seed}: diverged: {error}", flush=True)
+        return diverged
     run_dir = Path(metrics["run_dir"])
     frozen = load_frozen_backbone(
         OmegaConf.create({"pretrained_feature_extractor": str(run_dir)})
@@ -301,7 +313,8 @@ def run_row(
 
 
 def summarise(row: Row, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and std (0 for one seed) over seeds of every metric, plus the per-seed results."""
+    """Mean and std (0 for one seed) over the seeds that did not diverge of every metric, how
+    many diverged, plus the per-seed results."""
     summary: dict[str, Any] = {
         "label": row.label,
         "config": row.config,
@@ -309,9 +322,11 @@ def summarise(row: Row, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "method": row.method,
         "domain": row.domain,
     }
+    trained = [run for run in runs if "diverged" not in run]
+    summary["diverged"] = len(runs) - len(trained)
     for metric in (*METRICS, "train_seconds"):
-        values = [run[metric] for run in runs]
-        summary[f"{metric}_mean"] = statistics.fmean(values)
+        values = [run[metric] for run in trained]
+        summary[f"{metric}_mean"] = statistics.fmean(values) if values else math.nan
         summary[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     for level in TARGETS:
         reached = [run.get(f"minutes_to_{level}") for run in runs]
@@ -352,7 +367,7 @@ def markdown(
         return f"{row[f'{metric}_mean']:.{digits}f} ± {row[f'{metric}_std']:.{digits}f}"
 
     for row in rows:
-        firsts = [row["domain_label"], row["label"]][: len(first_columns)]
+        firsts = [row["domain_label"], diverged_label(row)][: len(first_columns)]
         timing = [time_to(row, level) for level in TARGETS]
         lines.append("| " + " | ".join([*firsts, *(cell(row, m) for m in SHOWN), *timing]) + " |")
     for name, floor in floors.items():
@@ -364,6 +379,13 @@ def markdown(
     return "\n".join(lines)
 
 
+def diverged_label(row: dict[str, Any]) -> str:
+    """The row's label, with how many of its seeds diverged where any did."""
+    if not row.get("diverged"):
+        return row["label"]
+    return f"{row['label']} ({row['diverged']} of {len(row['seeds'])} seeds diverged)"
+
+
 def time_to(row: dict[str, Any], level: int) -> str:
     """Training minutes to ``level``% k-NN per seed, e.g. ``3.1 / 2.9 / –`` (– never)."""
     return " / ".join("–" if m is None else f"{m:.1f}" for m in row[f"minutes_to_{level}"])
@@ -372,8 +394,8 @@ def time_to(row: dict[str, Any], level: int) -> str:
 def bar_label(row: dict[str, Any]) -> str:
     """``method (domain)``, or the label alone where the domain column repeats it."""
     if row["domain_label"] in ("", row["label"]):
-        return row["label"]
-    return f"{row['label']} ({row['domain_label']})"
+        return diverged_label(row)
+    return f"{diverged_label(row)} ({row['domain_label']})"
 
 
 def bar_plot(rows: list[dict[str, Any]], floors: dict[str, Any], path: Path, title: str) -> None:

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from table2 import FULL, QUICK
-from table_rows import Row, compute_floors, measure_rows, parse_args, run_settings
+from table_rows import (
+    Row,
+    compute_floors,
+    diverged_label,
+    measure_rows,
+    parse_args,
+    run_settings,
+)
 from teacher_quality import Judge
 
 from solo_sqsp.config_lookup import REPO_ROOT
@@ -53,6 +60,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         "--teachers",
         nargs="+",
         help="teacher checkpoints (default: the snapshots and the bundled teacher)",
+    )
+    parser.add_argument(
+        "--references",
+        nargs="+",
+        choices=[row.config for row in REFERENCES],
+        help="reference rows drawn as lines (default: all)",
     )
 
 
@@ -113,7 +126,7 @@ def markdown(points: list[dict[str, Any]], references: list[dict[str, Any]]) -> 
     for row in references:
         padding = ["", "", ""]
         scores = [cell(row, "knn_top1"), cell(row, "linear_top1")] * len(students)
-        lines.append("| " + " | ".join([row["label"], *padding, *scores]) + " |")
+        lines.append("| " + " | ".join([diverged_label(row), *padding, *scores]) + " |")
     return "\n".join(lines)
 
 
@@ -158,7 +171,8 @@ def main() -> None:
         measured, _ = measure_rows(student_rows(teacher), args, budget)
         point = {"teacher": teacher, "quality": qualities[teacher]}
         points.append(point | {row.label: summary for row, summary in measured})
-    references, data = measure_rows(REFERENCES, args, budget)
+    chosen = args.references or [row.config for row in REFERENCES]
+    references, data = measure_rows([r for r in REFERENCES if r.config in chosen], args, budget)
     floors = compute_floors(data, budget.seeds[0], args.floors)
     reference_rows = [summary for _, summary in references]
     text = markdown(points, reference_rows)

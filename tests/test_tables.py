@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def test_teacher_curve_quick_trains_each_student_on_its_teacher_and_resumes(
 ) -> None:
     """Fig. 6 in miniature: a snapshot's students train on that snapshot (the bundled teacher's
     would be table2.py's runs), its quality is measured once and cached by file hash, and a
-    rerun reuses every run and the quality."""
+    rerun reuses every run and the quality (``--references`` keeps only the rows it names)."""
     monkeypatch.chdir(tmp_path)
     snapshot = str(REPO_ROOT / "benchmarks" / "teacher_snapshots" / "digits_teacher-005000.pt")
     flags = ["--quick", "--teachers", snapshot, "--work-dir", "runs", "--out", "curve.json"]
@@ -166,10 +167,12 @@ def test_teacher_curve_quick_trains_each_student_on_its_teacher_and_resumes(
     assert Path("curve.png").stat().st_size > 0 and "Frechet" in Path("curve.md").read_text()
     cached = Path("runs/teacher_quality.json").read_text()
     capsys.readouterr()
-    run_script(monkeypatch, "teacher_curve", *flags)
-    assert capsys.readouterr().out.count(": reused") == 4
+    run_script(monkeypatch, "teacher_curve", *flags, "--references", "vicreg_real_digits")
+    assert capsys.readouterr().out.count(": reused") == 3  # 2 students, 1 reference row
     assert Path("runs/teacher_quality.json").read_text() == cached
-    assert json.loads(Path("curve.json").read_text())["points"] == first["points"]
+    again = json.loads(Path("curve.json").read_text())
+    assert again["points"] == first["points"]
+    assert again["references"] == first["references"][:1]
     monkeypatch.setattr(sys, "argv", ["teacher_curve", "--rows", "sqsp_digits"])
     with pytest.raises(SystemExit, match="--teachers"):
         __import__("teacher_curve").main()
@@ -214,6 +217,24 @@ def test_tables_reuse_finished_runs_and_retrain_changed_ones(tmp_path, monkeypat
     row = json.loads((tmp_path / "t.json").read_text())["rows"][0]
     assert row["overrides"] == ["++optimizer.lr=0.1"]
     assert len(list(Path("runs").rglob("result.json"))) == 2
+
+
+def test_a_diverged_run_is_recorded_counted_and_reused(tmp_path, monkeypatch, capsys) -> None:
+    """A learning rate of 1e30 makes the second step's loss NaN: the table does not stop; the
+    run is recorded as diverged (ledger and run folder), its row shows it and has no means, and
+    a rerun reuses the record instead of training again."""
+    monkeypatch.chdir(tmp_path)
+    flags = ["--quick", "--rows", "vicreg_real_digits", "--max-steps", "2", "--ledger", "l.json"]
+    flags += ["--set", "optimizer.lr=1e30", "--out", "t.json"]
+    run_script(monkeypatch, "table2", *flags)
+    row = json.loads(Path("t.json").read_text())["rows"][0]
+    assert row["diverged"] == 1 and math.isnan(row["knn_top1_mean"])
+    assert "at global step 1 (epoch 0)" in row["seeds"][0]["diverged"]
+    assert "VICReg (1 of 1 seeds diverged)" in Path("t.md").read_text()
+    assert "diverged" in next(iter(json.loads(Path("l.json").read_text()).values()))["result"]
+    capsys.readouterr()
+    run_script(monkeypatch, "table2", *flags)
+    assert "VICReg seed 0: reused" in capsys.readouterr().out
 
 
 def test_an_unknown_row_is_refused_before_any_run(tmp_path, monkeypatch) -> None:
