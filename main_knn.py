@@ -17,12 +17,14 @@ from solo_sqsp.config import ConfigError
 from solo_sqsp.config_lookup import with_config_path
 from solo_sqsp.data import DataConfigError
 from solo_sqsp.evaluation import CheckpointError, run_knn
+from solo_sqsp.training.console_logging import configure_console_logging
 
 DEFAULT_CONFIG = "knn_digits"
 
 
 @hydra.main(version_base="1.2", config_path=None)
 def main(cfg: DictConfig) -> None:
+    configure_console_logging()
     try:
         run_knn(cfg)
     except (ConfigError, CheckpointError, DataConfigError) as error:

@@ -6,7 +6,6 @@ teacher stops the run before training with one line naming what is wrong (README
 modes"); so do a non-finite loss and a failed checkpoint write, which keep earlier checkpoints.
 """
 
-import logging.config
 import sys
 
 import hydra
@@ -15,24 +14,16 @@ from omegaconf import DictConfig
 import solo_sqsp  # noqa: F401  (registers ``sqsp`` in solo-learn's METHODS when importable)
 from solo_sqsp.config_lookup import with_config_path
 from solo_sqsp.training.checkpoint_io import CheckpointWriteError
+from solo_sqsp.training.console_logging import configure_console_logging
 from solo_sqsp.training.nonfinite import NonFiniteError
 from solo_sqsp.training.pretrain import run_pretrain
 
 DEFAULT_CONFIG = "sqsp_digits"
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "[%(name)s] %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"level": "WARNING", "handlers": ["console"]},
-}
 
 
 @hydra.main(version_base="1.2", config_path=None)
 def main(cfg: DictConfig) -> None:
-    # After Hydra's job logging (disabled in the configs, which also mutes existing loggers).
-    logging.config.dictConfig(LOGGING)
-    logging.getLogger("solo_sqsp").setLevel(logging.INFO)
+    configure_console_logging()
     try:
         run_pretrain(cfg)
     except (ValueError, KeyError, NonFiniteError, CheckpointWriteError) as error:

@@ -9,6 +9,7 @@ evaluates: loading it the way solo-learn's ``main_linear.py`` does, ``main_linea
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -220,6 +221,9 @@ def test_main_knn_end_to_end(pretrain_run, cifar_root, tmp_path):
     for result in metrics["results"]:
         assert 0.0 <= result["acc1"] <= result["acc5"] <= 100.0
     assert metrics["best"]["acc1"] == max(r["acc1"] for r in metrics["results"])
+    # Hydra's disabled job logging disabled the package's loggers (made at import); the CLI
+    # enables them again, so its warnings reach the user (and later tests' caplog)
+    assert not logging.getLogger("solo_sqsp.methods.method_kwargs").disabled
 
 
 def test_knn_sweep_matches_the_classifier_and_separates_classes():
