@@ -81,6 +81,9 @@ def test_fits_on_every_domain(tmp_path, monkeypatch, teacher_file, config, extra
         assert SYNTHETIC_STATE_KEY not in checkpoint
     else:
         assert checkpoint[SYNTHETIC_STATE_KEY]["step"] == 2
+    if config.startswith("vicreg") and ACTIVE_BASE == "builtin":  # terms named by domain
+        logged = (Path(metrics["run_dir"]) / "metrics.csv").read_text().splitlines()[0]
+        assert "train_vicreg_mix/sim" in logged and "train_vicreg_real/" not in logged
 
 
 def test_the_active_base_provides_vicreg_and_simsiam() -> None:

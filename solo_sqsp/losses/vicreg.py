@@ -140,9 +140,10 @@ def regularized_loss(
     return LossTerms(total=total, terms={name: value for name, _, value in weighted})
 
 
-def vicreg_loss(z1: Tensor, z2: Tensor, weights: LossWeights) -> LossTerms:
-    """VICReg (Eq. 12): ``w_sim*MSE(z1, z2) + w_var*(v(z1) + v(z2)) + w_cov*(c(z1) + c(z2))``.
+def vicreg_loss(z1: Tensor, z2: Tensor, weights: LossWeights, part: str = "real") -> LossTerms:
+    """VICReg (Eq. 12): ``w_sim*MSE(z1, z2) + w_var*(v(z1) + v(z2)) + w_cov*(c(z1) + c(z2))``,
+    its terms named ``<part>/sim`` etc. after the data the views come from.
 
     Same value and gradients as solo-learn's ``vicreg_loss_func``.
     """
-    return regularized_loss((z1, z2), {"": [z1, z2]}, weights, prefix="real")
+    return regularized_loss((z1, z2), {"": [z1, z2]}, weights, prefix=part)

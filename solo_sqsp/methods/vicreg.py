@@ -58,6 +58,7 @@ class VICReg(BaseMethod):
         """VICReg of the two views' projections plus the online classifier's loss."""
         out = super().training_step(batch, batch_idx)
         z1, z2 = out["z"][:2]
-        terms = vicreg_loss(z1, z2, self.loss_weights)
+        # terms named after the domain (``with_domain``): real, syn or mix
+        terms = vicreg_loss(z1, z2, self.loss_weights, part=getattr(self, "domain", "real"))
         self.log_dict(terms.log_dict("train_vicreg_"), on_epoch=True, sync_dist=True)
         return terms.total + out["loss"]
