@@ -38,7 +38,7 @@ HEADS = {
     "authors": [512] * 5 + [2048],
     "simsiam": [512, 2048, 2048],  # the reference SimSiam's 2-layer CIFAR projector
 }
-PREDICTOR = [2048, 512, 2048]  # SimSiam's bottleneck predictor (Chen & He 2021)
+PREDICTOR_HIDDEN = 512  # SimSiam's bottleneck predictor (Chen & He 2021)
 
 
 def parse_args() -> argparse.Namespace:
@@ -197,9 +197,10 @@ def main() -> None:
     y_train = torch.from_numpy(digits.train.targets).long()
     y_val = torch.from_numpy(digits.val.targets).long()
     (pol_train, pos_train), (pol_val, pos_val) = nuisances(x_train), nuisances(x_val)
-    net, projector, predictor = resnet18(), mlp(HEADS[args.head]), mlp(PREDICTOR)
-    params = [*net.parameters(), *projector.parameters()]
-    params += [*predictor.parameters()] if args.loss == "simsiam" else []
+    net, projector = resnet18(), mlp(HEADS[args.head])
+    width = HEADS[args.head][-1]
+    predictor = mlp([width, PREDICTOR_HIDDEN, width]) if args.loss == "simsiam" else nn.Identity()
+    params = [*net.parameters(), *projector.parameters(), *predictor.parameters()]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.wd)
     steps = len(x_train) // args.batch
     total, warm = steps * args.epochs, max(1, int(args.warmup * steps * args.epochs))

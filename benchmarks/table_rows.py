@@ -284,14 +284,23 @@ def run_row(
     try:
         metrics = run_pretrain(cfg, callbacks=[clock])
     except NonFiniteError as error:  # a result too: recorded, and the table goes on
-        diverged = {"seed": seed, "diverged": str(error), "knn_curve": clock.curve}
-        planned_dir.mkdir(parents=True, exist_ok=True)
-        (planned_dir / RESULT_FILE).write_text(json.dumps({"config": composed, "result": diverged}))
-        if ledger is not None:
-            ledger.record(key, composed, diverged)
-        print(f"{row.label} seed {seed}: diverged: {error}", flush=True)
-        return diverged
-    run_dir = Path(metrics["run_dir"])
+        result = {"seed": seed, "diverged": str(error), "knn_curve": clock.curve}
+    else:
+        result = probe_run(Path(metrics["run_dir"]), metrics["steps"], clock.curve, data, seed)
+    planned_dir.mkdir(parents=True, exist_ok=True)
+    record = {"config": composed, "result": result}
+    (planned_dir / RESULT_FILE).write_text(json.dumps(record, indent=2))
+    if ledger is not None:
+        ledger.record(key, composed, result)
+    print(f"{row.label} seed {seed}: {result}", flush=True)
+    return result
+
+
+def probe_run(
+    run_dir: Path, steps: int, curve: list[dict[str, float]], data: EvalData, seed: int
+) -> dict[str, Any]:
+    """A finished run's probe results (``probe``, ``projector_spread``) with its training
+    steps, k-NN curve and minutes to each k-NN level."""
     frozen = load_frozen_backbone(
         OmegaConf.create({"pretrained_feature_extractor": str(run_dir)})
     ).module
@@ -299,16 +308,11 @@ def run_row(
     result.update(projector_spread(run_dir, data.val_x))
     result.update(
         seed=seed,
-        steps=metrics["steps"],
-        train_seconds=clock.curve[-1]["train_seconds"] if clock.curve else math.nan,
-        knn_curve=clock.curve,
-        **{f"minutes_to_{level}": minutes_to(clock.curve, level) for level in TARGETS},
+        steps=steps,
+        train_seconds=curve[-1]["train_seconds"] if curve else math.nan,
+        knn_curve=curve,
+        **{f"minutes_to_{level}": minutes_to(curve, level) for level in TARGETS},
     )
-    record = {"config": composed, "result": result}
-    (run_dir / RESULT_FILE).write_text(json.dumps(record, indent=2))
-    if ledger is not None:
-        ledger.record(key, composed, result)
-    print(f"{row.label} seed {seed}: {result}", flush=True)
     return result
 
 
